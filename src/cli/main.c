@@ -1,0 +1,84 @@
+/* main.c — `kinema SUBCOMMAND ...`: dispatch to the registered subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { const char *name, *summary; kn_cli_fn fn; } command;
+static command cmds[64];
+static int ncmds;
+
+void kn_cli_register(const char *name, const char *summary, kn_cli_fn fn) {
+    if (ncmds < (int)(sizeof cmds / sizeof cmds[0]))
+        cmds[ncmds++] = (command){name, summary, fn};
+}
+
+int kn_cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kinema: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int kn_cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
+    if (!val)
+        return kn_cli_error("option %s needs a value", opt), 0;
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi)
+        return kn_cli_error("option %s: '%s' is not an integer in [%ld, %ld]", opt, val, lo, hi), 0;
+    *out = v;
+    return 1;
+}
+
+int kn_cli_float(const char *opt, const char *val, double *out) {
+    if (!val)
+        return kn_cli_error("option %s needs a value", opt), 0;
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !isfinite(v))
+        return kn_cli_error("option %s: '%s' is not a number", opt, val), 0;
+    *out = v;
+    return 1;
+}
+
+static int cmp_cmd(const void *a, const void *b) {
+    return strcmp(((const command *)a)->name, ((const command *)b)->name);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: kinema COMMAND [options]\n\ncommands:\n");
+    for (int i = 0; i < ncmds; i++)
+        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\n`kinema COMMAND --help` describes a command. `kinema --version` prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    qsort(cmds, (size_t)ncmds, sizeof cmds[0], cmp_cmd);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("kinema %s\n", KINEMA_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < ncmds; i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    kn_cli_error("unknown command '%s' (try `kinema --help`)", argv[1]);
+    return 2;
+}
