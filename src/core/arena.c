@@ -58,6 +58,7 @@ void *kn_arena_alloc(kn_arena *A, size_t nbytes) {
 }
 
 size_t kn_arena_mark(const kn_arena *A) { return A->used; }
+void *kn_arena_ptr(const kn_arena *A, size_t mark) { return A->base + mark; }
 void kn_arena_reset(kn_arena *A, size_t mark) {
     KN_ASSERT(mark <= A->used);
     A->used = mark;

@@ -29,6 +29,9 @@
             return kn_try_st_;            \
     } while (0)
 
+/* Address of arena position `mark` (for checking whether a pointer was allocated after it). */
+void *kn_arena_ptr(const kn_arena *A, size_t mark);
+
 /* Contiguous strides for a shape. */
 void kn_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 
