@@ -1,0 +1,238 @@
+/* activation.c — pointwise activations (forward and derivative) and diffusers' GEGLU.
+ *
+ * Every kernel evaluates kn_act_f / kn_act_df per element, so a fused loop elsewhere that calls the
+ * scalar forms gets bitwise the same values. Formulas (PyTorch definitions):
+ *   silu(x)       = x * s(x),                 s = sigmoid
+ *   gelu(x)       = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))       (F.gelu, approximate='none')
+ *   gelu_tanh(x)  = 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)   (approximate='tanh')
+ *   quick_gelu(x) = x * s(1.702 x)                                  (OpenAI CLIP)
+ * Work is split over elements; each element is computed on its own, so results do not depend on
+ * the thread count. */
+#include "ops/ops.h"
+
+#include <math.h>
+
+#define KN_SQRT1_2 0.70710678118654752440f
+#define KN_INV_SQRT_2PI 0.39894228040143267794f
+#define KN_SQRT_2_PI 0.79788456080286535588f
+
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+float kn_act_f(kn_act act, float x) {
+    switch (act) {
+    case KN_ACT_IDENTITY: return x;
+    case KN_ACT_SILU: return x * sigmoidf_(x);
+    case KN_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case KN_ACT_GELU: return 0.5f * x * (1.0f + erff(x * KN_SQRT1_2));
+    case KN_ACT_GELU_TANH: {
+        float u = KN_SQRT_2_PI * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + tanhf(u));
+    }
+    case KN_ACT_QUICK_GELU: return x * sigmoidf_(1.702f * x);
+    case KN_ACT_TANH: return tanhf(x);
+    case KN_ACT_SIGMOID: return sigmoidf_(x);
+    }
+    return x;
+}
+
+float kn_act_df(kn_act act, float x) {
+    switch (act) {
+    case KN_ACT_IDENTITY: return 1.0f;
+    case KN_ACT_SILU: {
+        float s = sigmoidf_(x);
+        return s * (1.0f + x * (1.0f - s));
+    }
+    case KN_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case KN_ACT_GELU: {
+        float cdf = 0.5f * (1.0f + erff(x * KN_SQRT1_2));
+        float pdf = KN_INV_SQRT_2PI * expf(-0.5f * x * x);
+        return cdf + x * pdf;
+    }
+    case KN_ACT_GELU_TANH: {
+        float x2 = x * x;
+        float u = KN_SQRT_2_PI * (x + 0.044715f * x2 * x);
+        float t = tanhf(u);
+        float du = KN_SQRT_2_PI * (1.0f + 3.0f * 0.044715f * x2);
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    }
+    case KN_ACT_QUICK_GELU: {
+        float s = sigmoidf_(1.702f * x);
+        return s + 1.702f * x * s * (1.0f - s);
+    }
+    case KN_ACT_TANH: {
+        float t = tanhf(x);
+        return 1.0f - t * t;
+    }
+    case KN_ACT_SIGMOID: {
+        float s = sigmoidf_(x);
+        return s * (1.0f - s);
+    }
+    }
+    return 1.0f;
+}
+
+static kn_status check_in(const char *op, const char *what, const kn_tensor *t) {
+    KN_TRY(kn_check_f32(op, what, t, -1));
+    if (!kn_tensor_is_contiguous(t))
+        return kn_fail(KN_ERR_SHAPE, "%s: %s must be contiguous", op, what);
+    return KN_OK;
+}
+
+static kn_status prep_out(const char *op, kn_arena *A, int ndim, const int64_t *shape, kn_tensor *y) {
+    char s1[96], s2[96];
+    if (!y)
+        return kn_fail(KN_ERR_ARG, "%s: output tensor is missing", op);
+    if (!y->data) {
+        if (!A)
+            return kn_fail(KN_ERR_ARG, "%s: output has no data and no arena was given", op);
+        return kn_tensor_alloc(A, y, KN_F32, ndim, shape);
+    }
+    kn_tensor want = kn_tensor_view(KN_F32, ndim, shape, NULL);
+    if (y->dtype != KN_F32)
+        return kn_fail(KN_ERR_DTYPE, "%s: output must be F32, got %s", op, kn_dtype_name(y->dtype));
+    if (!kn_tensor_same_shape(y, &want))
+        return kn_fail(KN_ERR_SHAPE, "%s: output is %s, expected %s", op, kn_shape_str(y, s1, sizeof s1),
+                       kn_shape_str(&want, s2, sizeof s2));
+    if (!kn_tensor_is_contiguous(y))
+        return kn_fail(KN_ERR_SHAPE, "%s: output must be contiguous", op);
+    return KN_OK;
+}
+
+static kn_status check_same(const char *op, const char *na, const kn_tensor *a, const char *nb,
+                            const kn_tensor *b) {
+    char s1[96], s2[96];
+    if (!kn_tensor_same_shape(a, b))
+        return kn_fail(KN_ERR_SHAPE, "%s: %s %s and %s %s differ in shape", op, na, kn_shape_str(a, s1, sizeof s1),
+                       nb, kn_shape_str(b, s2, sizeof s2));
+    return KN_OK;
+}
+
+typedef struct {
+    kn_act act;
+    const float *x, *dy;
+    float *y;
+    int64_t n;
+} act_ctx;
+
+static void act_fwd_task(int ith, int nth, void *p) {
+    act_ctx *c = p;
+    int64_t b, e;
+    kn_split_range(c->n, ith, nth, &b, &e);
+    const kn_act act = c->act;
+    const float *x = c->x;
+    float *y = c->y;
+    switch (act) { /* hoisted switch for the common ones */
+    case KN_ACT_SILU:
+        for (int64_t i = b; i < e; i++) y[i] = x[i] * sigmoidf_(x[i]);
+        break;
+    case KN_ACT_RELU:
+        for (int64_t i = b; i < e; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    default:
+        for (int64_t i = b; i < e; i++) y[i] = kn_act_f(act, x[i]);
+    }
+}
+
+static void act_bwd_task(int ith, int nth, void *p) {
+    act_ctx *c = p;
+    int64_t b, e;
+    kn_split_range(c->n, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++) c->y[i] += c->dy[i] * kn_act_df(c->act, c->x[i]);
+}
+
+kn_status kn_activation(kn_arena *A, kn_act act, const kn_tensor *x, kn_tensor *y) {
+    if ((unsigned)act > KN_ACT_SIGMOID)
+        return kn_fail(KN_ERR_ARG, "activation: unknown activation %d", (int)act);
+    KN_TRY(check_in("activation", "x", x));
+    KN_TRY(prep_out("activation", A, x->ndim, x->shape, y));
+    act_ctx c = {act, x->data, NULL, y->data, kn_tensor_numel(x)};
+    if (act == KN_ACT_IDENTITY) {
+        if (c.y != c.x)
+            for (int64_t i = 0; i < c.n; i++) c.y[i] = c.x[i];
+        return KN_OK;
+    }
+    kn_parallel(act_fwd_task, &c);
+    return KN_OK;
+}
+
+kn_status kn_activation_backward(kn_act act, const kn_tensor *x, const kn_tensor *dy, kn_tensor *dx) {
+    if ((unsigned)act > KN_ACT_SIGMOID)
+        return kn_fail(KN_ERR_ARG, "activation_backward: unknown activation %d", (int)act);
+    KN_TRY(check_in("activation_backward", "x", x));
+    KN_TRY(check_in("activation_backward", "dy", dy));
+    KN_TRY(check_in("activation_backward", "dx", dx));
+    KN_TRY(check_same("activation_backward", "x", x, "dy", dy));
+    KN_TRY(check_same("activation_backward", "x", x, "dx", dx));
+    act_ctx c = {act, x->data, dy->data, dx->data, kn_tensor_numel(x)};
+    kn_parallel(act_bwd_task, &c);
+    return KN_OK;
+}
+
+/* ------------------------------------------------------------------ GEGLU
+ * x (R, 2D) -> y (R, D): y[r, j] = x[r, j] * gelu(x[r, D + j]) (diffusers GEGLU: hidden, gate =
+ * proj(x).chunk(2, dim=-1); hidden * gelu(gate)). */
+typedef struct {
+    const float *x, *dy;
+    float *y, *dx;
+    int64_t rows, D;
+} geglu_ctx;
+
+static void geglu_fwd_task(int ith, int nth, void *p) {
+    geglu_ctx *c = p;
+    int64_t r0, r1;
+    kn_split_range(c->rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *h = c->x + r * 2 * c->D, *g = h + c->D; /* (D), (D) */
+        float *y = c->y + r * c->D;
+        for (int64_t j = 0; j < c->D; j++) y[j] = h[j] * kn_act_f(KN_ACT_GELU, g[j]);
+    }
+}
+
+static void geglu_bwd_task(int ith, int nth, void *p) {
+    geglu_ctx *c = p;
+    int64_t r0, r1;
+    kn_split_range(c->rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *h = c->x + r * 2 * c->D, *g = h + c->D;
+        const float *dy = c->dy + r * c->D;
+        float *dh = c->dx + r * 2 * c->D, *dg = dh + c->D;
+        for (int64_t j = 0; j < c->D; j++) {
+            dh[j] += dy[j] * kn_act_f(KN_ACT_GELU, g[j]);
+            dg[j] += dy[j] * h[j] * kn_act_df(KN_ACT_GELU, g[j]);
+        }
+    }
+}
+
+kn_status kn_geglu(kn_arena *A, const kn_tensor *x, kn_tensor *y) {
+    char s[96];
+    KN_TRY(check_in("geglu", "x", x));
+    if (x->ndim < 1 || x->shape[x->ndim - 1] % 2 != 0)
+        return kn_fail(KN_ERR_SHAPE, "geglu: x %s must have an even last dimension", kn_shape_str(x, s, sizeof s));
+    int64_t shape[KN_MAX_DIMS];
+    for (int k = 0; k < x->ndim; k++) shape[k] = x->shape[k];
+    shape[x->ndim - 1] /= 2;
+    KN_TRY(prep_out("geglu", A, x->ndim, shape, y));
+    geglu_ctx c = {x->data, NULL, y->data, NULL, 0, shape[x->ndim - 1]};
+    c.rows = c.D ? kn_tensor_numel(x) / (2 * c.D) : 0;
+    if (c.rows)
+        kn_parallel(geglu_fwd_task, &c);
+    return KN_OK;
+}
+
+kn_status kn_geglu_backward(const kn_tensor *x, const kn_tensor *dy, kn_tensor *dx) {
+    char s1[96], s2[96];
+    KN_TRY(check_in("geglu_backward", "x", x));
+    KN_TRY(check_in("geglu_backward", "dy", dy));
+    KN_TRY(check_in("geglu_backward", "dx", dx));
+    KN_TRY(check_same("geglu_backward", "x", x, "dx", dx));
+    int ok = x->ndim >= 1 && dy->ndim == x->ndim && x->shape[x->ndim - 1] == 2 * dy->shape[dy->ndim - 1];
+    for (int k = 0; ok && k < x->ndim - 1; k++) ok = x->shape[k] == dy->shape[k];
+    if (!ok)
+        return kn_fail(KN_ERR_SHAPE, "geglu_backward: dy %s does not fit x %s", kn_shape_str(dy, s1, sizeof s1),
+                       kn_shape_str(x, s2, sizeof s2));
+    geglu_ctx c = {x->data, dy->data, NULL, dx->data, 0, dy->shape[dy->ndim - 1]};
+    c.rows = c.D ? kn_tensor_numel(dy) / c.D : 0;
+    if (c.rows)
+        kn_parallel(geglu_bwd_task, &c);
+    return KN_OK;
+}
