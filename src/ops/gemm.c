@@ -8,17 +8,20 @@
  * The backend is chosen once from the environment (KINEMA_GEMM=own|openblas, default own); see
  * docs/perf.md for the measurements behind that default.
  *
- * Determinism. C is cut into fixed TILE_M x TILE_N tiles whose boundaries depend only on (M, N),
- * never on the thread count. Threads take tiles from an atomic counter, but a tile is always
- * computed the same way: K is consumed in fixed KC blocks in increasing order, each block's partial
- * sum is formed by the microkernel in k order and then added into C. So every element of C sees
- * the same sequence of float operations whatever the thread count (kn_gemm_st runs the same tiles
- * on the calling thread and is bitwise identical to kn_gemm).
+ * Determinism. The loop nest is BLIS's: for each column block jc (NC wide) and each K block pc
+ * (KC deep, in increasing order), op(B)[pc, jc] is packed once, then C is cut into tasks of
+ * MC rows x TN columns whose boundaries depend only on (M, N, K), never on the thread count.
+ * Threads take tasks from an atomic counter; a task packs its A block and runs the microkernel,
+ * which forms the K-block partial sum in k order and adds it into C (beta on the first block).
+ * Every element of C therefore sees the same sequence of float operations whatever the thread
+ * count, and kn_gemm_st (same loop nest on the calling thread) is bitwise identical to kn_gemm.
  *
  * Blocking (Zen 4: 32 KiB L1d, 1 MiB L2 per core):
  *   - A micro-panel MR x KC = 14 x 256 floats (14 KiB) stays in L1 across the jr loop;
- *   - the packed B block KC x TILE_N = 256 x 256 floats (256 KiB) stays in L2;
- *   - the packed A block TILE_M x KC = 112 x 256 floats (112 KiB) in L2 as well.
+ *   - the packed B block KC x NC = 256 x 512 floats (512 KiB) stays in L2 and is shared;
+ *   - the packed A block MC x KC = 112 x 256 floats (112 KiB) in L2 as well.
+ * Packing each B block once (not once per task) matters on large shapes: op(B) is then read
+ * from memory once per jc/pc instead of M/MC times.
  * Packing buffers are allocated once per OS thread (pthread key; freed when the thread exits), so
  * the hot path never allocates. */
 #include "ops/ops.h"
@@ -33,8 +36,9 @@
 #define MR 14
 #define NR 32
 #define KC 256
-#define TILE_M (8 * MR) /* 112 */
-#define TILE_N (8 * NR) /* 256 */
+#define MC (8 * MR)  /* 112 rows per task */
+#define TN (8 * NR)  /* 256 columns per task */
+#define NC (2 * TN)  /* 512 columns per packed B block */
 
 /* ------------------------------------------------------------ reference */
 
@@ -61,8 +65,8 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static void scratch_free(void *p) { kn_aligned_free(p); }
 static void scratch_init(void) { KN_ASSERT(pthread_key_create(&scratch_key, scratch_free) == 0); }
 
-#define PACK_A_FLOATS ((size_t)TILE_M * KC)
-#define PACK_B_FLOATS ((size_t)KC * TILE_N)
+#define PACK_A_FLOATS ((size_t)MC * KC + 64) /* + slack: pack_a's 16-wide stores run 2 past */
+#define PACK_B_FLOATS ((size_t)KC * NC)
 
 /* The packing buffers of the calling thread: A block then B block, 64-byte aligned. */
 static float *thread_scratch(void) {
@@ -78,39 +82,14 @@ static float *thread_scratch(void) {
 
 /* ------------------------------------------------------------------ packing */
 
-/* Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) micro-panels; in each, element (i, k) is at
- * k*MR + i. Rows past mc are zero. dst: (ceil(mc/MR), kc, MR). */
-static void pack_a(int trans, const float *A, int64_t lda, int64_t i0, int64_t k0, int mc, int kc, float *dst) {
-    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kc) {
-        int mr = KN_MIN(MR, mc - p);
-        if (!trans) {
-            for (int i = 0; i < mr; i++) {
-                const float *src = A + (i0 + p + i) * lda + k0;
-                for (int k = 0; k < kc; k++)
-                    dst[k * MR + i] = src[k];
-            }
-            for (int i = mr; i < MR; i++)
-                for (int k = 0; k < kc; k++)
-                    dst[k * MR + i] = 0.0f;
-        } else {
-            for (int k = 0; k < kc; k++) {
-                const float *src = A + (k0 + k) * lda + i0 + p;
-                float *d = dst + k * MR;
-                int i = 0;
-                for (; i < mr; i++)
-                    d[i] = src[i];
-                for (; i < MR; i++)
-                    d[i] = 0.0f;
-            }
-        }
-    }
-}
-
-/* 16x16 transpose of rows src[r*ld .. +16) (r < 16) into dst[c*ldd + r]. */
-static inline void transpose16(const float *src, int64_t ld, float *dst, int64_t ldd) {
+/* Transposes a block of nrows <= 16 rows x 16 columns: row r < nrows is src[r*ld .. +16), rows past
+ * nrows read as zero; column c (16 floats) is stored at dst + c*ldd. With ldd < 16 the stores
+ * overlap forward (each is completed by the next) and the last one writes 16 - ldd floats past
+ * dst + 15*ldd + ldd. */
+static inline void transpose16(const float *src, int64_t ld, int nrows, float *dst, int64_t ldd) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + i * ld);
+        r[i] = i < nrows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
     /* stage 1: interleave pairs of rows (32-bit) */
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -139,6 +118,27 @@ static inline void transpose16(const float *src, int64_t ld, float *dst, int64_t
         _mm512_storeu_ps(dst + i * ldd, t[i]);
 }
 
+/* Packs op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc/MR) micro-panels; in each, element (i, k) is at
+ * k*MR + i. Rows past mc are zero. dst: (ceil(mc/MR), kc, MR) plus 16 floats of slack. */
+static void pack_a(int trans, const float *A, int64_t lda, int64_t i0, int64_t k0, int mc, int kc, float *dst) {
+    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kc) {
+        int mr = KN_MIN(MR, mc - p);
+        if (!trans) {
+            const float *src = A + (i0 + p) * lda + k0;
+            int k = 0;
+            for (; k + 16 <= kc; k += 16) /* rows are contiguous in k: 16x16 transposes */
+                transpose16(src + k, lda, mr, dst + k * MR, MR);
+            for (; k < kc; k++)
+                for (int i = 0; i < MR; i++)
+                    dst[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
+        } else {
+            __mmask16 m = (__mmask16)((1u << mr) - 1);
+            for (int k = 0; k < kc; k++) /* 16-wide stores; the 2 extra floats are overwritten next */
+                _mm512_storeu_ps(dst + k * MR, _mm512_maskz_loadu_ps(m, A + (k0 + k) * lda + i0 + p));
+        }
+    }
+}
+
 /* Packs op(B)[k0:k0+kc, j0:j0+nc] as ceil(nc/NR) micro-panels; in each, element (k, j) is at
  * k*NR + j. Columns past nc are zero. dst: (ceil(nc/NR), kc, NR). */
 static void pack_b(int trans, const float *B, int64_t ldb, int64_t k0, int64_t j0, int kc, int nc, float *dst) {
@@ -158,8 +158,8 @@ static void pack_b(int trans, const float *B, int64_t ldb, int64_t k0, int64_t j
             int k = 0;
             if (nr == NR)
                 for (; k + 16 <= kc; k += 16) {
-                    transpose16(src + k, ldb, dst + k * NR, NR);
-                    transpose16(src + 16 * ldb + k, ldb, dst + k * NR + 16, NR);
+                    transpose16(src + k, ldb, 16, dst + k * NR, NR);
+                    transpose16(src + 16 * ldb + k, ldb, 16, dst + k * NR + 16, NR);
                 }
             for (; k < kc; k++)
                 for (int j = 0; j < NR; j++)
@@ -251,61 +251,107 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    int64_t tiles_m, tiles_n;
-    atomic_long next; /* next tile to take */
+    /* current phase (own kernel): B block op(B)[pc:pc+kc, jc:jc+nc] packed in pb */
+    int64_t jc, pc;
+    int nc, kc;
+    float *pb;
+    int64_t ntasks;
+    atomic_long next; /* next task to take */
 } gemm_job;
 
-/* Scales a C tile by beta (K == 0 or alpha == 0): C = beta*C, or 0 when beta == 0. */
-static void scale_tile(float *C, int64_t ldc, int64_t mc, int64_t nc, float beta) {
-    for (int64_t i = 0; i < mc; i++)
-        for (int64_t j = 0; j < nc; j++)
-            C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+/* C = beta*C, or 0 when beta == 0 (K == 0 or alpha == 0). */
+static void scale_c(const gemm_job *g) {
+    for (int64_t i = 0; i < g->M; i++)
+        for (int64_t j = 0; j < g->N; j++)
+            g->C[i * g->ldc + j] = g->beta == 0.0f ? 0.0f : g->beta * g->C[i * g->ldc + j];
 }
 
-static void own_tile(const gemm_job *g, int64_t t, float *pa, float *pb) {
-    int64_t i0 = (t / g->tiles_n) * TILE_M, j0 = (t % g->tiles_n) * TILE_N;
-    int mc = (int)KN_MIN((int64_t)TILE_M, g->M - i0), nc = (int)KN_MIN((int64_t)TILE_N, g->N - j0);
-    float *Ct = g->C + i0 * g->ldc + j0;
-    if (g->K == 0 || g->alpha == 0.0f) {
-        scale_tile(Ct, g->ldc, mc, nc, g->beta);
-        return;
+/* Task t of the current phase: rows [i0, i0+MC) x columns [jc + j0, jc + j0 + TN). */
+static void own_task(const gemm_job *g, int64_t t, float *pa) {
+    int64_t ntn = (g->nc + TN - 1) / TN;
+    int64_t i0 = (t / ntn) * MC;
+    int j0 = (int)(t % ntn) * TN;
+    int mc = (int)KN_MIN((int64_t)MC, g->M - i0), nc = KN_MIN(TN, g->nc - j0), kc = g->kc;
+    float beta = g->pc == 0 ? g->beta : 1.0f;
+    float *Ct = g->C + i0 * g->ldc + g->jc + j0;
+    const float *pb = g->pb + (size_t)(j0 / NR) * NR * kc;
+    pack_a(g->trans_a, g->A, g->lda, i0, g->pc, mc, kc, pa);
+    for (int ir = 0; ir < mc; ir += MR) {
+        const float *ap = pa + (size_t)(ir / MR) * MR * kc;
+        for (int jr = 0; jr < nc; jr += NR)
+            ukernel(kc, ap, pb + (size_t)(jr / NR) * NR * kc, Ct + ir * g->ldc + jr, g->ldc, KN_MIN(MR, mc - ir),
+                    KN_MIN(NR, nc - jr), g->alpha, beta);
     }
-    for (int64_t k0 = 0; k0 < g->K; k0 += KC) {
-        int kc = (int)KN_MIN((int64_t)KC, g->K - k0);
-        float beta = k0 == 0 ? g->beta : 1.0f;
-        pack_b(g->trans_b, g->B, g->ldb, k0, j0, kc, nc, pb);
-        pack_a(g->trans_a, g->A, g->lda, i0, k0, mc, kc, pa);
-        for (int ir = 0; ir < mc; ir += MR) {
-            const float *ap = pa + (size_t)(ir / MR) * MR * kc;
-            for (int jr = 0; jr < nc; jr += NR)
-                ukernel(kc, ap, pb + (size_t)(jr / NR) * NR * kc, Ct + ir * g->ldc + jr, g->ldc,
-                        KN_MIN(MR, mc - ir), KN_MIN(NR, nc - jr), g->alpha, beta);
+}
+
+/* Packs this worker's share of the B block's micro-panels (the content does not depend on the split). */
+static void pack_b_task(int ith, int nth, void *ctx) {
+    gemm_job *g = ctx;
+    int64_t b, e, np = (g->nc + NR - 1) / NR;
+    kn_split_range(np, ith, nth, &b, &e);
+    if (b < e)
+        pack_b(g->trans_b, g->B, g->ldb, g->pc, g->jc + b * NR, g->kc, (int)KN_MIN((int64_t)g->nc - b * NR, (e - b) * NR),
+               g->pb + (size_t)b * NR * g->kc);
+}
+
+static void own_tasks(int ith, int nth, void *ctx) {
+    KN_UNUSED(ith);
+    KN_UNUSED(nth);
+    gemm_job *g = ctx;
+    float *pa = thread_scratch();
+    for (int64_t t; (t = atomic_fetch_add(&g->next, 1)) < g->ntasks;)
+        own_task(g, t, pa);
+}
+
+/* The own kernel's loop nest; parallel: spread each phase over the pool. */
+static void own_gemm(gemm_job *g, int parallel) {
+    float *pa = thread_scratch();
+    g->pb = pa + PACK_A_FLOATS;
+    for (g->jc = 0; g->jc < g->N; g->jc += NC) {
+        g->nc = (int)KN_MIN((int64_t)NC, g->N - g->jc);
+        for (g->pc = 0; g->pc < g->K; g->pc += KC) {
+            g->kc = (int)KN_MIN((int64_t)KC, g->K - g->pc);
+            g->ntasks = ((g->M + MC - 1) / MC) * ((g->nc + TN - 1) / TN);
+            atomic_store(&g->next, 0);
+            if (parallel) {
+                kn_parallel(pack_b_task, g);
+                kn_parallel(own_tasks, g);
+            } else {
+                pack_b_task(0, 1, g);
+                for (int64_t t = 0; t < g->ntasks; t++)
+                    own_task(g, t, pa);
+            }
         }
     }
 }
 
-/* OpenBLAS on one tile, single-threaded; the tile and its full K go to one cblas_sgemm call, so
- * the result depends only on the tile, not on which thread ran it. */
+/* OpenBLAS on fixed BLAS_TILE x BLAS_TILE tiles of C, single-threaded per tile; a tile and its
+ * full K go to one cblas_sgemm call, so the result depends only on the tile, not on the thread. */
 #define BLAS_TILE 256
 static void blas_tile(const gemm_job *g, int64_t t) {
-    int64_t i0 = (t / g->tiles_n) * BLAS_TILE, j0 = (t % g->tiles_n) * BLAS_TILE;
+    int64_t tn = (g->N + BLAS_TILE - 1) / BLAS_TILE;
+    int64_t i0 = (t / tn) * BLAS_TILE, j0 = (t % tn) * BLAS_TILE;
     int64_t mc = KN_MIN((int64_t)BLAS_TILE, g->M - i0), nc = KN_MIN((int64_t)BLAS_TILE, g->N - j0);
-    float *Ct = g->C + i0 * g->ldc + j0;
-    if (g->K == 0 || g->alpha == 0.0f) {
-        scale_tile(Ct, g->ldc, mc, nc, g->beta);
-        return;
-    }
     const float *At = g->trans_a ? g->A + i0 : g->A + i0 * g->lda;
     const float *Bt = g->trans_b ? g->B + j0 * g->ldb : g->B + j0;
     cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
                 (blasint)mc, (blasint)nc, (blasint)g->K, g->alpha, At, (blasint)g->lda, Bt, (blasint)g->ldb,
-                g->beta, Ct, (blasint)g->ldc);
+                g->beta, g->C + i0 * g->ldc + j0, (blasint)g->ldc);
+}
+
+static void blas_tasks(int ith, int nth, void *ctx) {
+    KN_UNUSED(ith);
+    KN_UNUSED(nth);
+    gemm_job *g = ctx;
+    for (int64_t t; (t = atomic_fetch_add(&g->next, 1)) < g->ntasks;)
+        blas_tile(g, t);
 }
 
 /* Backend: 0 = own, 1 = OpenBLAS; -1 = not decided yet (read KINEMA_GEMM). */
 static int backend = -1;
 
-/* Not in ops.h (bench/tests only): selects the backend; returns the previous one. */
+/* Not in ops.h (bench/tests only): selects the backend (0 own, 1 OpenBLAS, other: keep);
+ * returns the previous one. */
 int kn_gemm_set_backend(int b);
 int kn_gemm_set_backend(int b) {
     if (backend < 0) {
@@ -320,50 +366,37 @@ int kn_gemm_set_backend(int b) {
     return prev;
 }
 
-static void run_tiles(gemm_job *g, int serial_next) {
-    if (backend == 1) {
-        for (int64_t t; (t = serial_next ? g->next++ : atomic_fetch_add(&g->next, 1)) < g->tiles_m * g->tiles_n;)
-            blas_tile(g, t);
+static void gemm_run(int parallel, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0)
         return;
-    }
-    float *pa = thread_scratch(), *pb = pa + PACK_A_FLOATS;
-    for (int64_t t; (t = serial_next ? g->next++ : atomic_fetch_add(&g->next, 1)) < g->tiles_m * g->tiles_n;)
-        own_tile(g, t, pa, pb);
-}
-
-static void gemm_task(int ith, int nth, void *ctx) {
-    KN_UNUSED(ith);
-    KN_UNUSED(nth);
-    run_tiles(ctx, 0);
-}
-
-static void gemm_setup(gemm_job *g, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                       int64_t ldc) {
     if (backend < 0)
         kn_gemm_set_backend(-1);
-    int64_t tm = backend == 1 ? BLAS_TILE : TILE_M, tn = backend == 1 ? BLAS_TILE : TILE_N;
-    *g = (gemm_job){trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
-                    (M + tm - 1) / tm, (N + tn - 1) / tn, 0};
+    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(&g);
+        return;
+    }
+    /* below ~2 MFLOP the pool's wake-up costs more than it saves (same result either way) */
+    if (parallel && (kn_get_threads() == 1 || 2.0 * (double)M * (double)N * (double)K < 2e6))
+        parallel = 0;
+    if (backend == 1) {
+        g.ntasks = ((M + BLAS_TILE - 1) / BLAS_TILE) * ((N + BLAS_TILE - 1) / BLAS_TILE);
+        if (parallel)
+            kn_parallel(blas_tasks, &g);
+        else
+            blas_tasks(0, 1, &g);
+        return;
+    }
+    own_gemm(&g, parallel);
 }
 
 void kn_gemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M <= 0 || N <= 0)
-        return;
-    gemm_job g;
-    gemm_setup(&g, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    run_tiles(&g, 1);
+    gemm_run(0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void kn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M <= 0 || N <= 0)
-        return;
-    gemm_job g;
-    gemm_setup(&g, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (kn_get_threads() == 1 || g.tiles_m * g.tiles_n == 1)
-        run_tiles(&g, 1);
-    else
-        kn_parallel(gemm_task, &g);
+    gemm_run(1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
