@@ -1176,7 +1176,8 @@ static int nfc(const uint32_t *in, size_t n, cpbuf *out) {
     if (simple) {
         if (!cp_reserve(out, n))
             return 0;
-        memcpy(out->p, in, n * sizeof *in);
+        if (n)
+            memcpy(out->p, in, n * sizeof *in);
         out->n = n;
         return 1;
     }
@@ -1257,7 +1258,7 @@ struct kn_tokenizer {
     int32_t *sym_table; /* open addressing: symbol index or -1 */
     size_t sym_mask;
     int32_t *id_sym; /* vocab id -> symbol, -1 for holes */
-    int n_vocab;
+    int n_vocab, id_cap;
     merge_slot *merges;
     size_t merge_mask;
     int n_merges;
@@ -1406,12 +1407,16 @@ static kn_status vocab_add(kn_tokenizer *t, const char *src, const char *s, size
         return kn_fail(KN_ERR_FORMAT, "%s: token '%.40s' appears twice", src, s);
     if (id >= t->n_vocab) {
         int nv = (int)id + 1;
-        int32_t *p = realloc(t->id_sym, (size_t)nv * sizeof *p);
-        if (!p)
-            return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
+        if (nv > t->id_cap) { /* geometric growth: ids mostly arrive in order */
+            int cap = KN_MAX(nv, t->id_cap * 2);
+            int32_t *p = realloc(t->id_sym, (size_t)cap * sizeof *p);
+            if (!p)
+                return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
+            t->id_sym = p;
+            t->id_cap = cap;
+        }
         for (int i = t->n_vocab; i < nv; i++)
-            p[i] = -1;
-        t->id_sym = p;
+            t->id_sym[i] = -1;
         t->n_vocab = nv;
     }
     if (t->id_sym[id] >= 0)
