@@ -46,7 +46,8 @@ static double gemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
 static void gemm_sweep(int backend) {
     static const int64_t sizes[][3] = {{1, 1, 1},    {3, 5, 7},     {14, 32, 1},   {15, 33, 17},  {13, 31, 256},
                                        {29, 65, 257}, {112, 256, 300}, {113, 257, 513}, {200, 47, 90}, {7, 300, 33},
-                                       {250, 3, 64},  {1, 129, 1000}, {128, 1, 77}, {5, 5, 0}};
+                                       {250, 3, 64},  {1, 129, 1000}, {128, 1, 77}, {5, 5, 0},
+                                       {20, 1100, 260}, {29, 600, 270}}; /* several NC column blocks */
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {0, 0.25f}};
     int prev = kn_gemm_set_backend(backend);
     int ncase = 0;
@@ -60,7 +61,7 @@ static void gemm_sweep(int backend) {
                       backend, t & 1, t >> 1, (long long)M, (long long)N, (long long)K, p[0], p[1], (long long)pad, e);
             ncase++;
         }
-    KT_CHECK(ncase == 56);
+    KT_CHECK(ncase == 64);
     kn_gemm_set_backend(prev);
 }
 
@@ -325,4 +326,24 @@ KT_TEST(linear_matmul_shape_errors) {
     kn_tensor xi = x;
     xi.dtype = KN_I32;
     KT_CHECK(kn_linear(NULL, &xi, &w, NULL, &y) == KN_ERR_DTYPE);
+}
+
+/* `kinema bench ops --quick --json` runs and prints well-formed lines with positive numbers. */
+KT_TEST(bench_ops_quick_json) {
+    static char out[16384];
+    int rc = kt_run(out, sizeof out, "%s bench ops --quick --json --threads 1", kt_bin());
+    KT_CHECKF(rc == 0, "exit %d: %s", rc, out);
+    const char *want[] = {"\"name\":\"fma_peak\"", "\"name\":\"triad\"", "\"name\":\"gemm/own\""};
+    for (int i = 0; i < 3; i++)
+        KT_CHECKF(strstr(out, want[i]) != NULL, "missing %s in: %s", want[i], out);
+    const char *g = strstr(out, "\"name\":\"gemm/own\"");
+    double gf = 0, peak = 0;
+    if (g) {
+        const char *p = strstr(g, "\"gflops\":"), *q = strstr(g, "\"peak_gflops\":");
+        if (p && q)
+            gf = atof(p + 9), peak = atof(q + 14);
+        KT_CHECKF(gf > 1 && peak > 1 && strstr(g, "\"threads\":1"), "bad gemm line: %.200s", g);
+    }
+    rc = kt_run(out, sizeof out, "%s bench ops --bogus", kt_bin());
+    KT_CHECKF(rc != 0 && strstr(out, "--bogus"), "bad option: exit %d: %s", rc, out);
 }
