@@ -172,7 +172,7 @@ static void render_and_score_all(int n, int size, int frames, int fps) {
             KT_CHECKF(sc.flicker == 0.0f, "flicker %g on a clean render", sc.flicker);
             for (int o = 0; o < sc.n; o++)
                 if (c.n == 1)
-                    KT_CHECKF(sc.obj[o].area_cv < 0.08f, "'%s': area cv %.3f", caption_text(&c), sc.obj[o].area_cv);
+                    KT_CHECKF(sc.obj[o].area_cv < 0.02f, "'%s': area cv %.3f", caption_text(&c), sc.obj[o].area_cv);
         }
         KT_CHECKF(exact == n, "split %s at %dx%d, %d frames @ %d fps: %d / %d exactly right", kn_split_names[split],
                   size, size, frames, fps, exact, n);

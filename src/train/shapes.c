@@ -375,6 +375,34 @@ static int inside(const obj_geom *g, float cx, float cy, float X, float Y) {
     }
 }
 
+/* How an object covers the native rectangle [X0, X1] x [Y0, Y1]: 1 fully (every corner is
+ * inside a convex shape), 0 not at all (the rectangle lies beyond one edge), -1 partly. Lets
+ * the renderer sample only the pixels along the outlines. */
+static int coverage_class(const obj_geom *g, float cx, float cy, float X0, float Y0, float X1, float Y1) {
+    if (X1 < cx - g->hx || X0 > cx + g->hx || Y1 < cy - g->hy || Y0 > cy + g->hy)
+        return 0;
+    if (g->shape == KN_SHAPE_CIRCLE) {
+        float dx = fmaxf(fmaxf(X0 - cx, cx - X1), 0), dy = fmaxf(fmaxf(Y0 - cy, cy - Y1), 0);
+        if (dx * dx + dy * dy > g->hx * g->hx)
+            return 0;
+    } else if (g->shape == KN_SHAPE_TRIANGLE) {
+        /* beyond the right edge (dx > t*hx) or the left edge (-dx > t*hx) at all four corners */
+        int right = 1, left = 1;
+        for (int k = 0; k < 4; k++) {
+            float X = k & 1 ? X1 : X0, Y = k & 2 ? Y1 : Y0;
+            float th = (Y - cy + g->hy) / (2 * g->hy) * g->hx;
+            right &= X - cx > th;
+            left &= cx - X > th;
+        }
+        if (right || left)
+            return 0;
+    }
+    if (inside(g, cx, cy, X0, Y0) && inside(g, cx, cy, X1, Y0) && inside(g, cx, cy, X0, Y1) &&
+        inside(g, cx, cy, X1, Y1))
+        return 1;
+    return -1;
+}
+
 typedef struct {
     const kn_shapes_render_params *p;
     int n;
@@ -417,7 +445,23 @@ static void render_frame(int64_t t, void *vctx) {
             if (!nh)
                 continue;
             int cnt[KN_SHAPES_MAX_OBJECTS] = {0};
-            for (int sy = 0; sy < ss; sy++) {
+            /* drop objects that miss the pixel; a topmost object covering it all decides it */
+            float X0 = (float)px * f, Y0 = (float)py * f;
+            int m = 0, full = -1;
+            for (int h = 0; h < nh && full < 0; h++) {
+                int k = coverage_class(&c->g[hit[h]], cx[hit[h]], cy[hit[h]], X0, Y0, X0 + f, Y0 + f);
+                if (k == 0)
+                    continue;
+                if (k == 1 && m == 0)
+                    full = hit[h];
+                hit[m++] = hit[h];
+            }
+            nh = m;
+            if (full >= 0)
+                cnt[full] = nss;
+            else if (!nh)
+                continue;
+            for (int sy = 0; sy < ss && full < 0; sy++) {
                 float Y = (float)py * f + ((float)sy + 0.5f) * step;
                 for (int sx = 0; sx < ss; sx++) {
                     float X = (float)px * f + ((float)sx + 0.5f) * step;
@@ -670,38 +714,50 @@ static kn_status check_clip_args(const uint8_t *clip, int T, int H, int W) {
     return KN_OK;
 }
 
-/* near[i] = 1 when a palette-coloured pixel lies within r (Chebyshev) of i. tmp: H*W bytes. */
-static void near_palette(const uint8_t *img, int H, int W, int r, uint8_t *near, uint8_t *tmp) {
+/* Dilates a 0/1 line of n values (stride st) by r in place: out[i] = max(in[i-r..i+r]). */
+static void dilate_line(uint8_t *x, int n, int64_t st, int r) {
+    int last = -1000000; /* last lit index seen from the left */
+    for (int i = 0; i < n; i++) { /* mark with 2 what a lit pixel to the left reaches */
+        if (x[i * st] == 1)
+            last = i;
+        else if (i - last <= r)
+            x[i * st] = 2;
+    }
+    last = 1000000;
+    for (int i = n - 1; i >= 0; i--) {
+        if (x[i * st] == 1)
+            last = i;
+        else if (last - i <= r)
+            x[i * st] = 2;
+    }
+    for (int i = 0; i < n; i++)
+        x[i * st] = x[i * st] != 0;
+}
+
+/* near[i] = 1 when a palette-coloured pixel lies within r (Chebyshev) of i. */
+static void near_palette(const uint8_t *img, int H, int W, int r, uint8_t *near) {
     label_frame(img, H, W, near);
-    for (int y = 0; y < H; y++) /* horizontal dilation */
-        for (int x = 0; x < W; x++) {
-            uint8_t v = 0;
-            for (int d = KN_MAX(0, x - r); d <= KN_MIN(W - 1, x + r) && !v; d++)
-                v = near[(size_t)y * W + d] != NO_COLOUR;
-            tmp[(size_t)y * W + x] = v;
-        }
-    for (int y = 0; y < H; y++) /* vertical dilation */
-        for (int x = 0; x < W; x++) {
-            uint8_t v = 0;
-            for (int d = KN_MAX(0, y - r); d <= KN_MIN(H - 1, y + r) && !v; d++)
-                v = tmp[(size_t)d * W + x];
-            near[(size_t)y * W + x] = v;
-        }
+    for (int64_t i = 0; i < (int64_t)H * W; i++)
+        near[i] = near[i] != NO_COLOUR;
+    for (int y = 0; y < H; y++)
+        dilate_line(near + (size_t)y * W, W, 1, r);
+    for (int x = 0; x < W; x++)
+        dilate_line(near + x, H, W, r);
 }
 
 kn_status kn_shapes_flicker(const uint8_t *clip, int T, int H, int W, double *out) {
     KN_TRY(check_clip_args(clip, T, H, W));
     const size_t HW = (size_t)H * W;
-    uint8_t *buf = malloc(3 * HW);
+    uint8_t *buf = malloc(2 * HW);
     if (!buf)
         return kn_fail(KN_ERR_NOMEM, "shapes flicker: out of memory");
-    uint8_t *prev = buf, *cur = buf + HW, *tmp = buf + 2 * HW;
+    uint8_t *prev = buf, *cur = buf + HW;
     double sum = 0;
     int64_t count = 0;
-    near_palette(clip, H, W, 3, prev, tmp);
+    near_palette(clip, H, W, 3, prev);
     for (int t = 1; t < T; t++) {
         const uint8_t *a = clip + (size_t)(t - 1) * HW * 3, *b = clip + (size_t)t * HW * 3;
-        near_palette(b, H, W, 3, cur, tmp);
+        near_palette(b, H, W, 3, cur);
         for (size_t i = 0; i < HW; i++) {
             if (prev[i] || cur[i])
                 continue;
@@ -726,6 +782,23 @@ double kn_shapes_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
     if (se == 0 || n == 0)
         return INFINITY;
     return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
+/* Sum over c's bbox grown by 1 px of each pixel's share of colour k (projection onto the
+ * palette colour, clamped to [0, 1]), skipping pixels of other palette colours. */
+static double soft_area(const uint8_t *img, int H, int W, const comp *c, int k) {
+    const uint8_t *pc = kn_shapes_palette[k];
+    double n2 = (double)pc[0] * pc[0] + (double)pc[1] * pc[1] + (double)pc[2] * pc[2], a = 0;
+    for (int y = KN_MAX(c->y0 - 1, 0); y <= KN_MIN(c->y1 + 1, H - 1); y++)
+        for (int x = KN_MAX(c->x0 - 1, 0); x <= KN_MIN(c->x1 + 1, W - 1); x++) {
+            const uint8_t *px = img + ((size_t)y * W + x) * 3;
+            uint8_t l = nearest_palette(px);
+            if (l != NO_COLOUR && l != k)
+                continue;
+            double d = ((double)px[0] * pc[0] + (double)px[1] * pc[1] + (double)px[2] * pc[2]) / n2;
+            a += d < 0 ? 0 : (d > 1 ? 1 : d);
+        }
+    return a;
 }
 
 static int motion_dir_ok(kn_motion m, int sx, int sy) {
@@ -791,12 +864,10 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
         int contact[KN_SHAPES_MAX_FRAMES];
         double expected = expected_area(ob->shape, ob->size == KN_SIZE_LARGE ? 40.0f : 24.0f) * area_scale;
         int npresent = 0;
-        double asum = 0, asum2 = 0;
         for (int t = 0; t < T; t++) {
             cs[t] = &best[(size_t)t * KN_COLOUR_COUNT + ob->colour];
             if (cs[t]->area >= 0.25 * expected) {
                 v[npresent++] = (float)cs[t]->area;
-                asum += cs[t]->area, asum2 += (double)cs[t]->area * cs[t]->area;
             } else {
                 cs[t] = NULL;
             }
@@ -804,10 +875,6 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
         r->presence = (float)npresent / (float)T;
         r->present = 10 * npresent >= 9 * T;
         r->colour_ok = r->present && !out->extra_object;
-        if (npresent) {
-            double mean = asum / npresent, var = fmax(asum2 / npresent - mean * mean, 0.0);
-            r->area_cv = (float)(sqrt(var) / mean);
-        }
         r->shape_found = -1;
         /* frames where another caption object touches this one (bboxes within 2 px) occlude or
          * merge with it: its shape and centroid are measured on the other frames when there are
@@ -829,6 +896,19 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
         }
         if (nfree < 2)
             memset(contact, 0, sizeof contact);
+        /* area stability: coverage-weighted area (so anti-aliased edges count by their share)
+         * over the free frames */
+        double asum = 0, asum2 = 0;
+        int na = 0;
+        for (int t = 0; t < T; t++)
+            if (cs[t] && !contact[t]) {
+                double a = soft_area(clip + (size_t)t * HW * 3, H, W, cs[t], ob->colour);
+                asum += a, asum2 += a * a, na++;
+            }
+        if (na) {
+            double mean = asum / na, var = fmax(asum2 / na - mean * mean, 0.0);
+            r->area_cv = mean > 0 ? (float)(sqrt(var) / mean) : 0.0f;
+        }
         int nm = 0;
         for (int t = 0; t < T; t++)
             if (cs[t] && !contact[t])
@@ -854,12 +934,14 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
             r->fill = median(fills, nclean);
             r->asym = median(asyms, nclean);
             r->side = median(sides, nclean);
+            /* square ~1.0 | circle ~0.785 | triangle ~0.5 with asym ~0.5 (0 for the others);
+             * a small triangle's mask at 64 px fills up to ~0.68 of its box, so asym decides */
             if (r->fill >= 0.89f)
                 r->shape_found = KN_SHAPE_SQUARE;
-            else if (r->fill >= 0.64f && fabsf(r->asym) < 0.2f)
-                r->shape_found = KN_SHAPE_CIRCLE;
-            else if (r->fill >= 0.3f && r->fill < 0.64f && r->asym > 0.2f)
+            else if (r->asym >= 0.2f && r->fill >= 0.3f && r->fill < 0.75f)
                 r->shape_found = KN_SHAPE_TRIANGLE;
+            else if (r->fill >= 0.64f && fabsf(r->asym) < 0.15f)
+                r->shape_found = KN_SHAPE_CIRCLE;
             r->size_found = r->side < 32.0f ? KN_SIZE_SMALL : KN_SIZE_LARGE;
         }
         r->shape_ok = r->shape_found == (int)ob->shape;
@@ -889,8 +971,15 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
             }
             r->slope_x = stt > 0 ? (float)(stx / stt) : 0;
             r->slope_y = stt > 0 ? (float)(sty / stt) : 0;
-            r->reversals_x = count_reversals(tx, n, 4.0f);
-            r->reversals_y = count_reversals(ty, n, 4.0f);
+            /* reversals on every present frame: a bounce's turn must not hide behind a contact */
+            int nr = 0;
+            for (int t = 0; t < T; t++)
+                if (cs[t]) {
+                    v[nr] = (float)(cs[t]->sx / cs[t]->area) * fx;
+                    fills[nr++] = (float)(cs[t]->sy / cs[t]->area) * fy;
+                }
+            r->reversals_x = count_reversals(v, nr, 4.0f);
+            r->reversals_y = count_reversals(fills, nr, 4.0f);
             for (int i = 1; i < n; i++)
                 r->travel = fmaxf(r->travel, hypotf(tx[i] - tx[0], ty[i] - ty[0]));
             int sx = r->slope_x >= 0.5f ? 1 : (r->slope_x <= -0.5f ? -1 : 0);
