@@ -129,15 +129,18 @@ KT_TEST(activation_in_place_threads_and_errors) {
     float *a = malloc(N * 4), *b = malloc(N * 4), *c = malloc(N * 4);
     int64_t n = N;
     kn_randn_fill(a, N, 5, 0);
-    memcpy(b, a, N * 4);
     kn_tensor A = kn_tensor_view(KN_F32, 1, &n, a), B = kn_tensor_view(KN_F32, 1, &n, b),
               Cc = kn_tensor_view(KN_F32, 1, &n, c);
-    int prev = kn_set_threads(1);
-    KT_OK(kn_activation(NULL, KN_ACT_GELU_TANH, &A, &Cc));
-    kn_set_threads(3);
-    KT_OK(kn_activation(NULL, KN_ACT_GELU_TANH, &B, &B)); /* in place */
-    kn_set_threads(prev);
-    KT_CHECK(memcmp(b, c, N * 4) == 0);
+    const kn_act acts[3] = {KN_ACT_GELU_TANH, KN_ACT_SILU, KN_ACT_QUICK_GELU}; /* scalar and AVX-512 paths */
+    for (int k = 0; k < 3; k++) {
+        memcpy(b, a, N * 4);
+        int prev = kn_set_threads(1);
+        KT_OK(kn_activation(NULL, acts[k], &A, &Cc));
+        kn_set_threads(3);
+        KT_OK(kn_activation(NULL, acts[k], &B, &B)); /* in place, 3 threads */
+        kn_set_threads(prev);
+        KT_CHECKF(memcmp(b, c, N * 4) == 0, "activation %d differs in place / at 3 threads", (int)acts[k]);
+    }
     int64_t s2[2] = {3, 7};
     kn_tensor odd = kn_tensor_view(KN_F32, 2, s2, a), out = kn_tensor_view(KN_F32, 2, s2, c);
     KT_CHECK(kn_geglu(NULL, &odd, &out) == KN_ERR_SHAPE);

@@ -11,12 +11,59 @@
 #include "ops/ops.h"
 
 #include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define KN_SQRT1_2 0.70710678118654752440f
 #define KN_INV_SQRT_2PI 0.39894228040143267794f
 #define KN_SQRT_2_PI 0.79788456080286535588f
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* exp(x) for the sigmoid family: Cody-Waite reduction x = n ln2 + r, a degree-7 Taylor polynomial
+ * of e^r on |r| <= ln2/2 (truncation 5e-9, about 1 ulp overall), times 2^n. Written once with
+ * explicit fmaf and once with AVX-512 intrinsics doing the same operations in the same order, so
+ * the vector kernels and the scalar kn_act_f agree bitwise. */
+#define EXP_LO -87.3f
+#define EXP_HI 88.3f
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693145751953125f
+#define EXP_LN2_LO 1.428606765330187045e-06f
+static const float EXP_C[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
+
+static inline float exp_f(float x) {
+    x = fminf(fmaxf(x, EXP_LO), EXP_HI);
+    float n = rintf(x * EXP_LOG2E);
+    float r = fmaf(n, -EXP_LN2_HI, x);
+    r = fmaf(n, -EXP_LN2_LO, r);
+    float p = EXP_C[7];
+    for (int k = 6; k >= 0; k--) p = fmaf(p, r, EXP_C[k]);
+    union { uint32_t u; float f; } s = {(uint32_t)((int32_t)n + 127) << 23};
+    return p * s.f;
+}
+
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+
+#if defined(__AVX512F__)
+static inline __m512 exp_v(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-EXP_LN2_HI), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(EXP_C[7]);
+    for (int k = 6; k >= 0; k--) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C[k]));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+/* x * sigmoid(k x) (k = 1: silu, 1.702: quick_gelu), or sigmoid(x) when mul_x = 0 */
+static inline __m512 sig_v(__m512 x, float k, int mul_x) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 kx = k == 1.0f ? x : _mm512_mul_ps(x, _mm512_set1_ps(k));
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp_v(_mm512_sub_ps(_mm512_setzero_ps(), kx))));
+    return mul_x ? _mm512_mul_ps(x, s) : s;
+}
+#endif
 
 float kn_act_f(kn_act act, float x) {
     switch (act) {
@@ -121,7 +168,14 @@ static void act_fwd_task(int ith, int nth, void *p) {
     const kn_act act = c->act;
     const float *x = c->x;
     float *y = c->y;
-    switch (act) { /* hoisted switch for the common ones */
+#if defined(__AVX512F__)
+    if (act == KN_ACT_SILU || act == KN_ACT_QUICK_GELU || act == KN_ACT_SIGMOID) {
+        float k = act == KN_ACT_QUICK_GELU ? 1.702f : 1.0f;
+        int mul_x = act != KN_ACT_SIGMOID;
+        for (; b + 16 <= e; b += 16) _mm512_storeu_ps(y + b, sig_v(_mm512_loadu_ps(x + b), k, mul_x));
+    }
+#endif
+    switch (act) { /* hoisted switch for the common ones; the vector loop above leaves the tail */
     case KN_ACT_SILU:
         for (int64_t i = b; i < e; i++) y[i] = x[i] * sigmoidf_(x[i]);
         break;
