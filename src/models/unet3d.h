@@ -32,7 +32,7 @@ kn_unet3d_config kn_unet3d_config_default(void);
 
 typedef struct kn_unet_block {
     kn_block_type type;
-    int nlayers;
+    int nlayers, nattn;
     kn_resnet_l *resnets;
     kn_tconv_l *tconvs;
     kn_t2d_l *attns;

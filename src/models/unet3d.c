@@ -1,0 +1,338 @@
+/* unet3d.c — UNet3DConditionModel (diffusers 0.25: unet_3d_condition.py, unet_3d_blocks.py).
+ *
+ * Heads: diffusers passes the config's `attention_head_dim` (n) on as `num_attention_heads`, and
+ * each block builds Transformer2DModel(C // n, n): so every spatial and temporal attention has
+ * C / n heads of width n. transformer_in is the exception: 8 heads of width n. */
+#include "models/unet3d.h"
+
+#include <stdio.h>
+#include <string.h>
+
+kn_unet3d_config kn_unet3d_config_default(void) {
+    kn_unet3d_config c;
+    memset(&c, 0, sizeof c);
+    c.in_channels = 4;
+    c.out_channels = 4;
+    c.nblocks = 4;
+    static const int boc[4] = {320, 640, 1280, 1280};
+    for (int i = 0; i < 4; i++)
+        c.block_out_channels[i] = boc[i];
+    c.down_types[0] = c.down_types[1] = c.down_types[2] = KN_BLOCK_CROSS_ATTN_DOWN;
+    c.down_types[3] = KN_BLOCK_DOWN;
+    c.up_types[0] = KN_BLOCK_UP;
+    c.up_types[1] = c.up_types[2] = c.up_types[3] = KN_BLOCK_CROSS_ATTN_UP;
+    c.layers_per_block = 2;
+    c.downsample_padding = 1;
+    c.mid_block_scale_factor = 1.0f;
+    c.norm_num_groups = 32;
+    c.norm_eps = 1e-5f;
+    c.cross_attention_dim = 1024;
+    c.attention_head_dim = 64;
+    return c;
+}
+
+static kn_status check_config(const kn_unet3d_config *c) {
+    if (c->nblocks < 1 || c->nblocks > KN_UNET_MAX_BLOCKS)
+        return kn_fail(KN_ERR_ARG, "unet3d: %d blocks (1..%d supported)", c->nblocks, KN_UNET_MAX_BLOCKS);
+    if (c->in_channels < 1 || c->out_channels < 1 || c->layers_per_block < 1 || c->norm_num_groups < 1 ||
+        c->attention_head_dim < 1 || c->cross_attention_dim < 1)
+        return kn_fail(KN_ERR_ARG, "unet3d: channel, layer, group and head counts must be positive");
+    int n = c->attention_head_dim;
+    for (int i = 0; i < c->nblocks; i++) {
+        int C = c->block_out_channels[i];
+        if (C < 1 || C % c->norm_num_groups)
+            return kn_fail(KN_ERR_ARG, "unet3d: block_out_channels[%d] = %d is not a positive multiple of "
+                           "norm_num_groups %d", i, C, c->norm_num_groups);
+        if (C % n)
+            return kn_fail(KN_ERR_ARG, "unet3d: block_out_channels[%d] = %d is not a multiple of "
+                           "attention_head_dim %d", i, C, n);
+    }
+    return KN_OK;
+}
+
+static void decl_block(kn_unet3d *u, kn_unet_block *b, kn_block_type type, int nlayers, int in, int out, int prev,
+                       int add_sampler, const char *prefix) {
+    const kn_unet3d_config *c = &u->cfg;
+    int temb = 4 * c->block_out_channels[0], G = c->norm_num_groups, n = c->attention_head_dim;
+    float eps = c->norm_eps;
+    int attn = type == KN_BLOCK_CROSS_ATTN_DOWN || type == KN_BLOCK_CROSS_ATTN_UP;
+    int upb = type == KN_BLOCK_UP || type == KN_BLOCK_CROSS_ATTN_UP;
+    b->type = type;
+    b->nlayers = nlayers;
+    b->resnets = calloc((size_t)nlayers, sizeof *b->resnets);
+    b->tconvs = calloc((size_t)nlayers, sizeof *b->tconvs);
+    KN_ASSERT(b->resnets && b->tconvs);
+    if (attn) {
+        b->attns = calloc((size_t)nlayers, sizeof *b->attns);
+        b->tattns = calloc((size_t)nlayers, sizeof *b->tattns);
+        b->nattn = nlayers;
+        KN_ASSERT(b->attns && b->tattns);
+    }
+    char name[256];
+    for (int i = 0; i < nlayers; i++) {
+        int rin;
+        if (upb) {
+            int skip = (i == nlayers - 1) ? in : out;
+            rin = (i == 0 ? prev : out) + skip;
+        } else {
+            rin = i == 0 ? in : out;
+        }
+        snprintf(name, sizeof name, "%s.resnets.%d", prefix, i);
+        kn_resnet_decl(&b->resnets[i], &u->P, rin, out, temb, G, eps, name);
+        snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
+        kn_tconv_decl(&b->tconvs[i], &u->P, out, G, 1e-5f, name);
+        if (attn) {
+            snprintf(name, sizeof name, "%s.attentions.%d", prefix, i);
+            kn_t2d_decl(&b->attns[i], &u->P, out, out / n, n, c->cross_attention_dim, 1, G, name);
+            snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
+            kn_ttemp_decl(&b->tattns[i], &u->P, out, out / n, n, 1, G, name);
+        }
+    }
+    b->has_sampler = add_sampler;
+    if (add_sampler) {
+        if (upb) {
+            snprintf(name, sizeof name, "%s.upsamplers.0", prefix);
+            kn_upsample_decl(&b->sampler, &u->P, out, name);
+        } else {
+            snprintf(name, sizeof name, "%s.downsamplers.0", prefix);
+            kn_downsample_decl(&b->sampler, &u->P, out, c->downsample_padding, name);
+        }
+    }
+}
+
+static void free_block(kn_unet_block *b) {
+    if (b->attns)
+        for (int i = 0; i < b->nattn; i++) {
+            free(b->attns[i].blocks);
+            free(b->tattns[i].blocks);
+        }
+    free(b->resnets);
+    free(b->tconvs);
+    free(b->attns);
+    free(b->tattns);
+}
+
+kn_unet3d *kn_unet3d_new(const kn_unet3d_config *cfg) {
+    if (check_config(cfg) != KN_OK)
+        return NULL;
+    kn_unet3d *u = calloc(1, sizeof *u);
+    if (!u) {
+        kn_fail(KN_ERR_NOMEM, "unet3d: out of memory");
+        return NULL;
+    }
+    u->cfg = *cfg;
+    const kn_unet3d_config *c = &u->cfg;
+    int C0 = c->block_out_channels[0], nb = c->nblocks, n = c->attention_head_dim, G = c->norm_num_groups;
+    kn_conv_decl(&u->conv_in, &u->P, c->in_channels, C0, 3, 1, 1, 1, "conv_in");
+    kn_linear_decl(&u->time_lin1, &u->P, C0, 4 * C0, 1, "time_embedding.linear_1");
+    kn_linear_decl(&u->time_lin2, &u->P, 4 * C0, 4 * C0, 1, "time_embedding.linear_2");
+    kn_ttemp_decl(&u->transformer_in, &u->P, C0, 8, n, 1, G, "transformer_in");
+    char name[64];
+    int out = C0;
+    for (int i = 0; i < nb; i++) {
+        int in = out;
+        out = c->block_out_channels[i];
+        snprintf(name, sizeof name, "down_blocks.%d", i);
+        decl_block(u, &u->down[i], c->down_types[i], c->layers_per_block, in, out, 0, i != nb - 1, name);
+    }
+    /* mid: resnets.0, temp_convs.0, then [attentions.0, temp_attentions.0, resnets.1, temp_convs.1] */
+    {
+        kn_unet_block *b = &u->mid;
+        int Cm = c->block_out_channels[nb - 1], temb = 4 * C0;
+        b->type = KN_BLOCK_CROSS_ATTN_DOWN;
+        b->nlayers = 2;
+        b->resnets = calloc(2, sizeof *b->resnets);
+        b->tconvs = calloc(2, sizeof *b->tconvs);
+        b->attns = calloc(1, sizeof *b->attns);
+        b->tattns = calloc(1, sizeof *b->tattns);
+        b->nattn = 1;
+        KN_ASSERT(b->resnets && b->tconvs && b->attns && b->tattns);
+        for (int i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "mid_block.resnets.%d", i);
+            kn_resnet_decl(&b->resnets[i], &u->P, Cm, Cm, temb, G, c->norm_eps, name);
+            b->resnets[i].out_scale = c->mid_block_scale_factor;
+            snprintf(name, sizeof name, "mid_block.temp_convs.%d", i);
+            kn_tconv_decl(&b->tconvs[i], &u->P, Cm, G, 1e-5f, name);
+        }
+        kn_t2d_decl(&b->attns[0], &u->P, Cm, Cm / n, n, c->cross_attention_dim, 1, G, "mid_block.attentions.0");
+        kn_ttemp_decl(&b->tattns[0], &u->P, Cm, Cm / n, n, 1, G, "mid_block.temp_attentions.0");
+    }
+    out = c->block_out_channels[nb - 1];
+    for (int i = 0; i < nb; i++) {
+        int prev = out;
+        out = c->block_out_channels[nb - 1 - i];
+        int in = c->block_out_channels[nb - 1 - (i + 1 < nb ? i + 1 : nb - 1)];
+        snprintf(name, sizeof name, "up_blocks.%d", i);
+        decl_block(u, &u->up[i], c->up_types[i], c->layers_per_block + 1, in, out, prev, i != nb - 1, name);
+    }
+    kn_group_norm_decl(&u->norm_out, &u->P, C0, G, c->norm_eps, "conv_norm_out");
+    kn_conv_decl(&u->conv_out, &u->P, C0, c->out_channels, 3, 1, 1, 1, "conv_out");
+    if (kn_params_alloc(&u->P) != KN_OK) {
+        kn_unet3d_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void kn_unet3d_free(kn_unet3d *u) {
+    if (!u)
+        return;
+    for (int i = 0; i < u->cfg.nblocks; i++) {
+        free_block(&u->down[i]);
+        free_block(&u->up[i]);
+    }
+    free_block(&u->mid);
+    free(u->transformer_in.blocks);
+    kn_params_free(&u->P);
+    free(u);
+}
+
+static void emit(kn_ctx *c, kn_unet_hook hook, void *user, const char *name, kn_var *v) {
+    if (hook && v && c->status == KN_OK)
+        hook(name, &v->v, user);
+}
+
+/* One layer of a 3-D block: resnet -> temp_conv -> [attention -> temp_attention]. */
+static kn_var *block_layer(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, kn_var *temb, kn_var *text,
+                           kn_unet_hook hook, void *user, const char *prefix) {
+    char name[128];
+    h = kn_resnet_fwd(c, &b->resnets[i], h, temb);
+    snprintf(name, sizeof name, "%s.resnets.%d", prefix, i);
+    emit(c, hook, user, name, h);
+    h = kn_tconv_fwd(c, &b->tconvs[i], h);
+    snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
+    emit(c, hook, user, name, h);
+    if (b->attns) {
+        h = kn_t2d_fwd(c, &b->attns[i], h, text);
+        snprintf(name, sizeof name, "%s.attentions.%d", prefix, i);
+        emit(c, hook, user, name, h);
+        h = kn_ttemp_fwd(c, &b->tattns[i], h);
+        snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
+        emit(c, hook, user, name, h);
+    }
+    return h;
+}
+
+kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const float *timesteps, kn_var *text,
+                          kn_unet_hook hook, void *user) {
+    if (c->status != KN_OK)
+        return NULL;
+    const kn_unet3d_config *cf = &u->cfg;
+    char s1[96], s2[96];
+    if (!sample || sample->v.ndim != 5 || sample->v.shape[1] != cf->in_channels) {
+        kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: sample %s must be (B, %d, T, H, W)",
+                     sample ? kn_shape_str(&sample->v, s1, sizeof s1) : "(none)", cf->in_channels);
+        return NULL;
+    }
+    int64_t B = sample->v.shape[0], T = sample->v.shape[2], H = sample->v.shape[3], W = sample->v.shape[4];
+    if (!text || text->v.ndim != 3 || text->v.shape[0] != B || text->v.shape[2] != cf->cross_attention_dim) {
+        kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: encoder_hidden_states %s must be (%lld, L, %d) for sample %s",
+                     text ? kn_shape_str(&text->v, s1, sizeof s1) : "(none)", (long long)B, cf->cross_attention_dim,
+                     kn_shape_str(&sample->v, s2, sizeof s2));
+        return NULL;
+    }
+    if (T < 1 || H < 1 || W < 1) {
+        kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: empty sample %s", kn_shape_str(&sample->v, s1, sizeof s1));
+        return NULL;
+    }
+    int saved_frames = c->frames;
+    c->frames = (int)T;
+    int C0 = cf->block_out_channels[0];
+
+    /* time: Timesteps(C0, flip_sin_to_cos=True, shift=0) -> Linear -> SiLU -> Linear */
+    kn_var *tp = kn_var_new(c, 2, (int64_t[]){B, C0});
+    if (tp) {
+        kn_status st = kn_timestep_embedding(NULL, timesteps, B, C0, 1, 0.0f, 10000.0f, &tp->v);
+        if (st != KN_OK)
+            kn_ctx_fail(c, st);
+    }
+    emit(c, hook, user, "time_proj", tp);
+    kn_var *emb = kn_linear_fwd(c, &u->time_lin1, tp);
+    emb = kn_v_act(c, KN_ACT_SILU, emb);
+    emb = kn_linear_fwd(c, &u->time_lin2, emb);
+    emit(c, hook, user, "time_embedding", emb);
+    kn_var *temb = kn_v_repeat_rows(c, emb, T);
+    kn_var *ctx = kn_v_repeat_rows(c, text, T);
+
+    /* (B, C, T, H, W) -> (B*T, C, H, W) */
+    static const int fold[5] = {0, 2, 1, 3, 4};
+    kn_var *h = kn_v_permute(c, sample, fold);
+    h = h ? kn_var_reshape(c, h, 4, (int64_t[]){B * T, cf->in_channels, H, W}) : NULL;
+    h = kn_conv_fwd(c, &u->conv_in, h);
+    emit(c, hook, user, "conv_in", h);
+    h = kn_ttemp_fwd(c, &u->transformer_in, h);
+    emit(c, hook, user, "transformer_in", h);
+
+    kn_var *skips[64];
+    int nskip = 0;
+    skips[nskip++] = h;
+    char name[64];
+    for (int i = 0; i < cf->nblocks && c->status == KN_OK; i++) {
+        const kn_unet_block *b = &u->down[i];
+        snprintf(name, sizeof name, "down_blocks.%d", i);
+        for (int l = 0; l < b->nlayers; l++) {
+            h = block_layer(c, b, l, h, temb, ctx, hook, user, name);
+            if (nskip < 64)
+                skips[nskip++] = h;
+        }
+        if (b->has_sampler) {
+            h = kn_downsample_fwd(c, &b->sampler, h);
+            snprintf(name, sizeof name, "down_blocks.%d.downsamplers.0", i);
+            emit(c, hook, user, name, h);
+            if (nskip < 64)
+                skips[nskip++] = h;
+        }
+        snprintf(name, sizeof name, "down_blocks.%d", i);
+        emit(c, hook, user, name, h);
+    }
+    /* mid */
+    {
+        const kn_unet_block *b = &u->mid;
+        h = kn_resnet_fwd(c, &b->resnets[0], h, temb);
+        emit(c, hook, user, "mid_block.resnets.0", h);
+        h = kn_tconv_fwd(c, &b->tconvs[0], h);
+        emit(c, hook, user, "mid_block.temp_convs.0", h);
+        h = kn_t2d_fwd(c, &b->attns[0], h, ctx);
+        emit(c, hook, user, "mid_block.attentions.0", h);
+        h = kn_ttemp_fwd(c, &b->tattns[0], h);
+        emit(c, hook, user, "mid_block.temp_attentions.0", h);
+        h = kn_resnet_fwd(c, &b->resnets[1], h, temb);
+        emit(c, hook, user, "mid_block.resnets.1", h);
+        h = kn_tconv_fwd(c, &b->tconvs[1], h);
+        emit(c, hook, user, "mid_block.temp_convs.1", h);
+        emit(c, hook, user, "mid_block", h);
+    }
+    for (int i = 0; i < cf->nblocks && c->status == KN_OK; i++) {
+        const kn_unet_block *b = &u->up[i];
+        snprintf(name, sizeof name, "up_blocks.%d", i);
+        for (int l = 0; l < b->nlayers; l++) {
+            if (nskip <= 0) {
+                kn_ctx_failf(c, KN_ERR_INTERNAL, "unet3d: skip connections exhausted");
+                break;
+            }
+            kn_var *skip = skips[--nskip];
+            h = kn_v_concat(c, h, skip, 1);
+            h = block_layer(c, b, l, h, temb, ctx, hook, user, name);
+        }
+        if (b->has_sampler && c->status == KN_OK) {
+            /* upsample to the size of the next skip (diffusers forward_upsample_size) */
+            kn_var *next = nskip > 0 ? skips[nskip - 1] : NULL;
+            int64_t Ho = next ? next->v.shape[2] : 0, Wo = next ? next->v.shape[3] : 0;
+            h = kn_upsample_fwd(c, &b->sampler, h, Ho, Wo);
+            snprintf(name, sizeof name, "up_blocks.%d.upsamplers.0", i);
+            emit(c, hook, user, name, h);
+        }
+        snprintf(name, sizeof name, "up_blocks.%d", i);
+        emit(c, hook, user, name, h);
+    }
+    h = kn_group_norm_fwd(c, &u->norm_out, h, 1);
+    emit(c, hook, user, "conv_norm_out", h);
+    h = kn_v_act(c, KN_ACT_SILU, h);
+    h = kn_conv_fwd(c, &u->conv_out, h);
+    emit(c, hook, user, "conv_out", h);
+    /* (B*T, C, H, W) -> (B, C, T, H, W) */
+    h = h ? kn_var_reshape(c, h, 5, (int64_t[]){B, T, cf->out_channels, H, W}) : NULL;
+    h = h ? kn_v_permute(c, h, fold) : NULL;
+    c->frames = saved_frames;
+    return c->status == KN_OK ? h : NULL;
+}

@@ -1,0 +1,758 @@
+/* nn.c — compute context, parameters, the tape and the var ops. */
+#include "nn/nn.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ ctx */
+
+void kn_ctx_init(kn_ctx *c, kn_arena *A, kn_tape *tape) {
+    memset(c, 0, sizeof *c);
+    c->A = A;
+    c->tape = tape;
+    c->frames = 1;
+}
+
+kn_status kn_ctx_status(kn_ctx *c) {
+    if (c->status != KN_OK)
+        kn_fail(c->status, "%s", c->error);
+    return c->status;
+}
+
+void kn_ctx_fail(kn_ctx *c, kn_status st) {
+    if (c->status == KN_OK) {
+        c->status = st == KN_OK ? KN_ERR_INTERNAL : st;
+        snprintf(c->error, sizeof c->error, "%s", kn_last_error());
+    }
+}
+
+kn_status kn_ctx_failf(kn_ctx *c, kn_status st, const char *fmt, ...) {
+    if (c->status == KN_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->error, sizeof c->error, fmt, ap);
+        va_end(ap);
+        c->status = st;
+    }
+    return c->status;
+}
+
+size_t kn_ctx_scope_begin(kn_ctx *c) { return kn_arena_mark(c->A); }
+
+kn_var *kn_ctx_scope_end(kn_ctx *c, size_t mark, kn_var *out) {
+    if (c->tape || !out || c->status != KN_OK)
+        return out;
+    /* The var struct itself and its data both live in the arena after mark: move the data to
+     * mark (memmove: the destination is below), then place a fresh var struct after it. */
+    size_t nb = kn_tensor_nbytes(&out->v);
+    kn_tensor v = out->v;
+    if ((uint8_t *)v.data < (uint8_t *)kn_arena_ptr(c->A, mark) ||
+        (uint8_t *)v.data >= (uint8_t *)kn_arena_ptr(c->A, kn_arena_mark(c->A))) {
+        /* not made in this scope (an input passed through, or weights): keep it where it is, but
+         * the var struct may be in the scope: copy it to the arena top after the reset */
+        kn_var keep = *out;
+        kn_arena_reset(c->A, mark);
+        kn_var *r = kn_arena_alloc(c->A, sizeof *r);
+        KN_ASSERT(r != NULL);
+        *r = keep;
+        return r;
+    }
+    kn_arena_reset(c->A, mark);
+    void *dst = kn_arena_alloc(c->A, nb);
+    KN_ASSERT(dst != NULL && (uint8_t *)dst <= (uint8_t *)v.data);
+    memmove(dst, v.data, nb);
+    kn_var *r = kn_arena_alloc(c->A, sizeof *r); /* after the moved data: it was copied already */
+    KN_ASSERT(r != NULL);
+    memset(r, 0, sizeof *r);
+    r->v = v;
+    r->v.data = dst;
+    return r;
+}
+
+static kn_var *var_alloc(kn_ctx *c) {
+    kn_var *r = kn_arena_alloc(c->A, sizeof *r);
+    if (!r) {
+        kn_ctx_fail(c, KN_ERR_NOMEM);
+        return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+kn_var *kn_var_new(kn_ctx *c, int ndim, const int64_t *shape) {
+    if (c->status != KN_OK)
+        return NULL;
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_tensor_alloc(c->A, &r->v, KN_F32, ndim, shape);
+    if (st != KN_OK) {
+        kn_ctx_fail(c, st);
+        return NULL;
+    }
+    return r;
+}
+
+kn_var *kn_var_wrap(kn_ctx *c, const kn_tensor *t) {
+    if (c->status != KN_OK)
+        return NULL;
+    kn_var *r = var_alloc(c);
+    if (r)
+        r->v = *t;
+    return r;
+}
+
+/* ---------------------------------------------------------------- params */
+
+kn_var *kn_param_decl(kn_params *P, int ndim, const int64_t *shape, const char *fmt, ...) {
+    if (P->n == P->cap) {
+        int cap = P->cap ? P->cap * 2 : 256;
+        kn_param **it = realloc(P->items, (size_t)cap * sizeof *it);
+        KN_ASSERT(it != NULL);
+        P->items = it;
+        P->cap = cap;
+    }
+    kn_param *p = calloc(1, sizeof *p); /* one allocation each: the var pointer stays valid */
+    KN_ASSERT(p != NULL);
+    P->items[P->n++] = p;
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    p->name = strdup(buf);
+    KN_ASSERT(p->name != NULL);
+    memset(&p->var, 0, sizeof p->var);
+    p->var.v = kn_tensor_view(KN_F32, ndim, shape, NULL);
+    return &p->var;
+}
+
+kn_status kn_params_alloc(kn_params *P) {
+    size_t total = 0;
+    for (int i = 0; i < P->n; i++)
+        total += ((size_t)kn_tensor_numel(&P->items[i]->var.v) + 15) & ~(size_t)15;
+    P->block = kn_aligned_alloc(total * sizeof(float));
+    if (!P->block)
+        return kn_fail(KN_ERR_NOMEM, "parameters: cannot allocate %zu bytes", total * sizeof(float));
+    memset(P->block, 0, total * sizeof(float));
+    P->numel = total;
+    size_t off = 0;
+    for (int i = 0; i < P->n; i++) {
+        P->items[i]->var.v.data = P->block + off;
+        off += ((size_t)kn_tensor_numel(&P->items[i]->var.v) + 15) & ~(size_t)15;
+    }
+    return KN_OK;
+}
+
+kn_status kn_params_alloc_grads(kn_params *P) {
+    P->grad_block = kn_aligned_alloc(P->numel * sizeof(float));
+    if (!P->grad_block)
+        return kn_fail(KN_ERR_NOMEM, "gradients: cannot allocate %zu bytes", P->numel * sizeof(float));
+    memset(P->grad_block, 0, P->numel * sizeof(float));
+    for (int i = 0; i < P->n; i++) {
+        kn_var *v = &P->items[i]->var;
+        v->g = v->v;
+        v->g.data = P->grad_block + ((float *)v->v.data - P->block);
+        v->requires_grad = 1;
+    }
+    return KN_OK;
+}
+
+void kn_params_zero_grads(kn_params *P) {
+    if (P->grad_block)
+        memset(P->grad_block, 0, P->numel * sizeof(float));
+}
+
+kn_param *kn_params_find(const kn_params *P, const char *name) {
+    for (int i = 0; i < P->n; i++)
+        if (!strcmp(P->items[i]->name, name))
+            return P->items[i];
+    return NULL;
+}
+
+void kn_params_free(kn_params *P) {
+    for (int i = 0; i < P->n; i++) {
+        free(P->items[i]->name);
+        free(P->items[i]);
+    }
+    free(P->items);
+    kn_aligned_free(P->block);
+    kn_aligned_free(P->grad_block);
+    memset(P, 0, sizeof *P);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+void kn_params_init_default(kn_params *P, uint64_t seed) {
+    uint64_t off = 0;
+    for (int i = 0; i < P->n; i++) {
+        kn_var *v = &P->items[i]->var;
+        int64_t n = kn_tensor_numel(&v->v);
+        float *d = v->v.data;
+        if (v->v.ndim >= 2) {
+            int64_t fan_in = n / v->v.shape[0];
+            kn_randn_fill(d, n, seed, off);
+            float s = 1.0f / sqrtf((float)fan_in);
+            for (int64_t j = 0; j < n; j++)
+                d[j] *= s;
+        } else if (ends_with(P->items[i]->name, ".weight") || ends_with(P->items[i]->name, "gamma")) {
+            for (int64_t j = 0; j < n; j++)
+                d[j] = 1.0f; /* 1-D weights are norm scales */
+        } else {
+            memset(d, 0, (size_t)n * sizeof(float));
+        }
+        off += (uint64_t)n;
+    }
+}
+
+/* ------------------------------------------------------------------ tape */
+
+typedef enum {
+    OP_LINEAR, OP_CONV2D, OP_CONVT, OP_GN, OP_LN, OP_ACT, OP_GEGLU, OP_ATTN, OP_ADD, OP_SCALE,
+    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE,
+} op_kind;
+
+typedef struct node {
+    op_kind op;
+    kn_var *in[4];
+    kn_var *out;
+    float *aux0, *aux1; /* mean/rstd, lse */
+    const kn_tensor *mask;
+    kn_conv2d_params cp;
+    int i0, i1;   /* groups / heads / act / dim / pad_front */
+    int64_t l0;   /* frames / T / repeat / start */
+    float f0;     /* eps / scale */
+    int perm[KN_MAX_DIMS];
+} node;
+
+struct kn_tape {
+    node *nodes;
+    int n, cap;
+};
+
+kn_tape *kn_tape_new(void) {
+    kn_tape *t = calloc(1, sizeof *t);
+    if (!t)
+        kn_fail(KN_ERR_NOMEM, "tape: out of memory");
+    return t;
+}
+
+void kn_tape_free(kn_tape *t) {
+    if (t) {
+        free(t->nodes);
+        free(t);
+    }
+}
+
+void kn_tape_clear(kn_tape *t) { t->n = 0; }
+
+static node *record(kn_ctx *c, op_kind op, kn_var *out) {
+    if (!c->tape || !out || !out->requires_grad)
+        return NULL;
+    kn_tape *t = c->tape;
+    if (t->n == t->cap) {
+        int cap = t->cap ? t->cap * 2 : 1024;
+        node *nn = realloc(t->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) {
+            kn_ctx_failf(c, KN_ERR_NOMEM, "tape: out of memory");
+            return NULL;
+        }
+        t->nodes = nn;
+        t->cap = cap;
+    }
+    node *n = &t->nodes[t->n++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->out = out;
+    return n;
+}
+
+static int any_grad(kn_var *a, kn_var *b, kn_var *d) {
+    return (a && a->requires_grad) || (b && b->requires_grad) || (d && d->requires_grad);
+}
+
+/* Gradient tensor of v (allocated zeroed on first use), or NULL if v needs none. */
+static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
+    if (!v || !v->requires_grad)
+        return NULL;
+    if (!v->g.data) {
+        kn_status st = kn_tensor_zeros(c->A, &v->g, KN_F32, v->v.ndim, v->v.shape);
+        if (st != KN_OK) {
+            kn_ctx_fail(c, st);
+            return NULL;
+        }
+    }
+    return &v->g;
+}
+
+static void acc(float *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static kn_status backward_node(kn_ctx *c, node *n) {
+    kn_tensor *dy = &n->out->g;
+    kn_var **in = n->in;
+    kn_tensor *g0 = grad_of(c, in[0]), *g1 = grad_of(c, in[1]), *g2 = grad_of(c, in[2]), *g3 = grad_of(c, in[3]);
+    if (c->status != KN_OK)
+        return c->status;
+    switch (n->op) {
+    case OP_LINEAR:
+        return kn_linear_backward(&in[0]->v, &in[1]->v, dy, g0, g1, g2);
+    case OP_CONV2D:
+        return kn_conv2d_backward(&in[0]->v, &in[1]->v, dy, n->cp, g0, g1, g2);
+    case OP_CONVT:
+        return kn_conv_temporal_backward(&in[0]->v, n->l0, &in[1]->v, dy, n->i0, n->i1, g0, g1, g2);
+    case OP_GN:
+        return kn_group_norm_backward(&in[0]->v, n->i0, n->l0, in[1] ? &in[1]->v : NULL, n->aux0, n->aux1, dy, g0,
+                                      g1, g2);
+    case OP_LN:
+        return kn_layer_norm_backward(&in[0]->v, in[1] ? &in[1]->v : NULL, n->aux0, n->aux1, dy, g0, g1, g2);
+    case OP_ACT:
+        return kn_activation_backward((kn_act)n->i0, &in[0]->v, dy, g0);
+    case OP_GEGLU:
+        return kn_geglu_backward(&in[0]->v, dy, g0);
+    case OP_ATTN:
+        return kn_attention_backward(&in[0]->v, &in[1]->v, &in[2]->v, n->i0, n->f0, n->mask, &n->out->v, n->aux0,
+                                     dy, g0, g1, g2);
+    case OP_ADD:
+        if (g0)
+            acc(g0->data, dy->data, kn_tensor_numel(dy));
+        if (g1) {
+            int64_t nb = kn_tensor_numel(g1), ny = kn_tensor_numel(dy);
+            float *d = g1->data;
+            const float *s = dy->data;
+            for (int64_t i = 0; i < ny; i++)
+                d[i % nb] += s[i];
+        }
+        return KN_OK;
+    case OP_SCALE:
+        if (g0) {
+            float *d = g0->data;
+            const float *s = dy->data;
+            for (int64_t i = 0, e = kn_tensor_numel(dy); i < e; i++)
+                d[i] += n->f0 * s[i];
+        }
+        return KN_OK;
+    case OP_RESIZE_NEAREST:
+        return g0 ? kn_resize_nearest_backward(dy, g0) : KN_OK;
+    case OP_CONCAT: {
+        int64_t sizes[2] = {in[0]->v.shape[n->i0], in[1]->v.shape[n->i0]};
+        kn_tensor parts[2];
+        KN_TRY(kn_tensor_split(dy, n->i0, 2, sizes, parts));
+        for (int k = 0; k < 2; k++) {
+            kn_tensor *g = k ? g1 : g0;
+            if (!g)
+                continue;
+            /* g += part (strided): copy into a temporary then add */
+            size_t m = kn_arena_mark(c->A);
+            kn_tensor tmp;
+            KN_TRY(kn_tensor_alloc(c->A, &tmp, KN_F32, g->ndim, g->shape));
+            KN_TRY(kn_tensor_copy(&tmp, &parts[k]));
+            acc(g->data, tmp.data, kn_tensor_numel(g));
+            kn_arena_reset(c->A, m);
+        }
+        return KN_OK;
+    }
+    case OP_PERMUTE: {
+        if (!g0)
+            return KN_OK;
+        int inv[KN_MAX_DIMS];
+        for (int d = 0; d < dy->ndim; d++)
+            inv[n->perm[d]] = d;
+        kn_tensor pv;
+        KN_TRY(kn_tensor_permute(dy, inv, &pv));
+        size_t m = kn_arena_mark(c->A);
+        kn_tensor tmp;
+        KN_TRY(kn_tensor_alloc(c->A, &tmp, KN_F32, g0->ndim, g0->shape));
+        KN_TRY(kn_tensor_copy(&tmp, &pv));
+        acc(g0->data, tmp.data, kn_tensor_numel(g0));
+        kn_arena_reset(c->A, m);
+        return KN_OK;
+    }
+    case OP_ADD_NC: {
+        const kn_tensor *x = &in[0]->v;
+        int64_t N = x->shape[0], C = x->shape[1], S = kn_tensor_numel(x) / (N * C);
+        int64_t bn = in[1]->v.shape[0];
+        const float *s = dy->data;
+        if (g0)
+            acc(g0->data, s, kn_tensor_numel(dy));
+        if (g1) {
+            float *d = g1->data;
+            for (int64_t i = 0; i < N; i++)
+                for (int64_t ch = 0; ch < C; ch++) {
+                    double sum = 0;
+                    const float *p = s + (i * C + ch) * S;
+                    for (int64_t j = 0; j < S; j++)
+                        sum += p[j];
+                    d[(bn == 1 ? 0 : i) * C + ch] += (float)sum;
+                }
+        }
+        return KN_OK;
+    }
+    case OP_REPEAT: {
+        if (!g0)
+            return KN_OK;
+        int64_t N = in[0]->v.shape[0], r = n->l0, row = kn_tensor_numel(&in[0]->v) / N;
+        float *d = g0->data;
+        const float *s = dy->data;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < r; k++)
+                acc(d + i * row, s + (i * r + k) * row, row);
+        return KN_OK;
+    }
+    case OP_SLICE: {
+        if (!g0)
+            return KN_OK;
+        kn_tensor part;
+        KN_TRY(kn_tensor_slice(g0, n->i0, n->l0, n->l0 + dy->shape[n->i0], &part));
+        /* part += dy, walking part's strides */
+        size_t m = kn_arena_mark(c->A);
+        kn_tensor tmp;
+        KN_TRY(kn_tensor_alloc(c->A, &tmp, KN_F32, part.ndim, part.shape));
+        KN_TRY(kn_tensor_copy(&tmp, &part));
+        acc(tmp.data, dy->data, kn_tensor_numel(dy));
+        KN_TRY(kn_tensor_copy(&part, &tmp));
+        kn_arena_reset(c->A, m);
+        return KN_OK;
+    }
+    case OP_RESHAPE:
+        if (g0)
+            acc(g0->data, dy->data, kn_tensor_numel(dy));
+        return KN_OK;
+    }
+    KN_UNUSED(g3);
+    return KN_OK;
+}
+
+kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
+    if (!c->tape)
+        return kn_fail(KN_ERR_ARG, "backward: the context has no tape");
+    if (c->status != KN_OK)
+        return kn_ctx_status(c);
+    if (!out->g.data) {
+        kn_status st = kn_tensor_alloc(c->A, &out->g, KN_F32, out->v.ndim, out->v.shape);
+        if (st != KN_OK)
+            return st;
+        float *g = out->g.data;
+        for (int64_t i = 0, n = kn_tensor_numel(&out->g); i < n; i++)
+            g[i] = seed;
+    }
+    kn_tape *t = c->tape;
+    for (int i = t->n - 1; i >= 0; i--) {
+        node *n = &t->nodes[i];
+        if (!n->out->g.data)
+            continue; /* nothing flowed into this node */
+        kn_status st = backward_node(c, n);
+        if (st != KN_OK) {
+            kn_ctx_fail(c, st);
+            return kn_ctx_status(c);
+        }
+    }
+    return kn_ctx_status(c);
+}
+
+/* --------------------------------------------------------------- var ops */
+
+#define GUARD(c) \
+    if ((c)->status != KN_OK) \
+        return NULL
+
+static kn_var *finish(kn_ctx *c, kn_var *r, kn_status st) {
+    if (st != KN_OK) {
+        kn_ctx_fail(c, st);
+        return NULL;
+    }
+    return r;
+}
+
+kn_var *kn_var_reshape(kn_ctx *c, kn_var *x, int ndim, const int64_t *shape) {
+    GUARD(c);
+    if (!x)
+        return kn_ctx_failf(c, KN_ERR_ARG, "reshape: missing input"), NULL;
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_tensor_reshape(&x->v, ndim, shape, &r->v);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_RESHAPE, r);
+    if (n)
+        n->in[0] = x;
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_linear(kn_ctx *c, kn_var *x, kn_var *w, kn_var *b) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_linear(c->A, &x->v, &w->v, b ? &b->v : NULL, &r->v);
+    r->requires_grad = any_grad(x, w, b);
+    node *n = record(c, OP_LINEAR, r);
+    if (n) { n->in[0] = x; n->in[1] = w; n->in[2] = b; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_conv2d(kn_ctx *c, kn_var *x, kn_var *w, kn_var *b, kn_conv2d_params p) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_conv2d(c->A, &x->v, &w->v, b ? &b->v : NULL, p, &r->v);
+    r->requires_grad = any_grad(x, w, b);
+    node *n = record(c, OP_CONV2D, r);
+    if (n) { n->in[0] = x; n->in[1] = w; n->in[2] = b; n->cp = p; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_conv_temporal(kn_ctx *c, kn_var *x, int64_t T, kn_var *w, kn_var *b, int pad_front, int pad_back) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_conv_temporal(c->A, &x->v, T, &w->v, b ? &b->v : NULL, pad_front, pad_back, &r->v);
+    r->requires_grad = any_grad(x, w, b);
+    node *n = record(c, OP_CONVT, r);
+    if (n) { n->in[0] = x; n->in[1] = w; n->in[2] = b; n->l0 = T; n->i0 = pad_front; n->i1 = pad_back; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_group_norm(kn_ctx *c, kn_var *x, int groups, int64_t frames, float eps, kn_var *gamma, kn_var *beta) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    r->requires_grad = any_grad(x, gamma, beta);
+    float *mean = NULL, *rstd = NULL;
+    if (c->tape && r->requires_grad) {
+        int64_t nstat = (x->v.shape[0] / (frames > 0 ? frames : 1)) * groups;
+        mean = kn_arena_alloc(c->A, (size_t)nstat * sizeof(float));
+        rstd = kn_arena_alloc(c->A, (size_t)nstat * sizeof(float));
+        if (!mean || !rstd)
+            return finish(c, r, KN_ERR_NOMEM);
+    }
+    kn_status st = kn_group_norm(c->A, &x->v, groups, frames, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL,
+                                 &r->v, mean, rstd);
+    node *n = record(c, OP_GN, r);
+    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->i0 = groups; n->l0 = frames; n->aux0 = mean; n->aux1 = rstd; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_layer_norm(kn_ctx *c, kn_var *x, float eps, kn_var *gamma, kn_var *beta) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    r->requires_grad = any_grad(x, gamma, beta);
+    float *mean = NULL, *rstd = NULL;
+    if (c->tape && r->requires_grad) {
+        int64_t rows = kn_tensor_numel(&x->v) / x->v.shape[x->v.ndim - 1];
+        mean = kn_arena_alloc(c->A, (size_t)rows * sizeof(float));
+        rstd = kn_arena_alloc(c->A, (size_t)rows * sizeof(float));
+        if (!mean || !rstd)
+            return finish(c, r, KN_ERR_NOMEM);
+    }
+    kn_status st = kn_layer_norm(c->A, &x->v, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL, &r->v, mean, rstd);
+    node *n = record(c, OP_LN, r);
+    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->aux0 = mean; n->aux1 = rstd; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_act(kn_ctx *c, kn_act act, kn_var *x) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_activation(c->A, act, &x->v, &r->v);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_ACT, r);
+    if (n) { n->in[0] = x; n->i0 = (int)act; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_geglu(kn_ctx *c, kn_var *x) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_geglu(c->A, &x->v, &r->v);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_GEGLU, r);
+    if (n) n->in[0] = x;
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_attention(kn_ctx *c, kn_var *q, kn_var *k, kn_var *v, int heads, float scale, const kn_tensor *mask) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    r->requires_grad = any_grad(q, k, v);
+    float *lse = NULL;
+    if (c->tape && r->requires_grad) {
+        lse = kn_arena_alloc(c->A, (size_t)(q->v.shape[0] * heads * q->v.shape[1]) * sizeof(float));
+        if (!lse)
+            return finish(c, r, KN_ERR_NOMEM);
+    }
+    kn_status st = kn_attention(c->A, &q->v, &k->v, &v->v, heads, scale, mask, &r->v, lse);
+    node *n = record(c, OP_ATTN, r);
+    if (n) { n->in[0] = q; n->in[1] = k; n->in[2] = v; n->i0 = heads; n->f0 = scale; n->mask = mask; n->aux0 = lse; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_add(kn_ctx *c, kn_var *a, kn_var *b) {
+    GUARD(c);
+    kn_var *r = kn_var_new(c, a->v.ndim, a->v.shape);
+    if (!r)
+        return NULL;
+    int64_t na = kn_tensor_numel(&a->v), nb = kn_tensor_numel(&b->v);
+    if (nb == 0 || na % nb != 0 || !kn_tensor_is_contiguous(&a->v) || !kn_tensor_is_contiguous(&b->v)) {
+        char s1[96], s2[96];
+        kn_ctx_failf(c, KN_ERR_SHAPE, "add: %s and %s do not broadcast", kn_shape_str(&a->v, s1, sizeof s1),
+                     kn_shape_str(&b->v, s2, sizeof s2));
+        return NULL;
+    }
+    float *y = r->v.data;
+    const float *pa = a->v.data, *pb = b->v.data;
+    if (na == nb) {
+        for (int64_t i = 0; i < na; i++)
+            y[i] = pa[i] + pb[i];
+    } else {
+        for (int64_t i = 0; i < na; i += nb)
+            for (int64_t j = 0; j < nb; j++)
+                y[i + j] = pa[i + j] + pb[j];
+    }
+    r->requires_grad = any_grad(a, b, NULL);
+    node *n = record(c, OP_ADD, r);
+    if (n) { n->in[0] = a; n->in[1] = b; }
+    return r;
+}
+
+kn_var *kn_v_scale(kn_ctx *c, kn_var *x, float s) {
+    GUARD(c);
+    kn_var *r = kn_var_new(c, x->v.ndim, x->v.shape);
+    if (!r)
+        return NULL;
+    const float *p = x->v.data;
+    float *y = r->v.data;
+    for (int64_t i = 0, n = kn_tensor_numel(&x->v); i < n; i++)
+        y[i] = p[i] * s;
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_SCALE, r);
+    if (n) { n->in[0] = x; n->f0 = s; }
+    return r;
+}
+
+kn_var *kn_v_resize_nearest(kn_ctx *c, kn_var *x, int64_t Ho, int64_t Wo) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    kn_status st = kn_resize_nearest(c->A, &x->v, Ho, Wo, &r->v);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_RESIZE_NEAREST, r);
+    if (n) n->in[0] = x;
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_concat(kn_ctx *c, kn_var *a, kn_var *b, int dim) {
+    GUARD(c);
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    const kn_tensor *ts[2] = {&a->v, &b->v};
+    kn_status st = kn_tensor_concat(c->A, ts, 2, dim, &r->v);
+    r->requires_grad = any_grad(a, b, NULL);
+    node *n = record(c, OP_CONCAT, r);
+    if (n) { n->in[0] = a; n->in[1] = b; n->i0 = dim; }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_permute(kn_ctx *c, kn_var *x, const int *perm) {
+    GUARD(c);
+    kn_tensor pv;
+    kn_status st = kn_tensor_permute(&x->v, perm, &pv);
+    if (st != KN_OK)
+        return finish(c, NULL, st);
+    kn_var *r = kn_var_new(c, pv.ndim, pv.shape);
+    if (!r)
+        return NULL;
+    st = kn_tensor_copy(&r->v, &pv);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_PERMUTE, r);
+    if (n) {
+        n->in[0] = x;
+        memcpy(n->perm, perm, sizeof(int) * (size_t)x->v.ndim);
+    }
+    return finish(c, r, st);
+}
+
+kn_var *kn_v_add_nc(kn_ctx *c, kn_var *x, kn_var *b) {
+    GUARD(c);
+    int64_t N = x->v.shape[0], C = x->v.shape[1];
+    int64_t bn = b->v.ndim == 2 ? b->v.shape[0] : -1;
+    if (x->v.ndim < 2 || b->v.ndim != 2 || (bn != N && bn != 1) || b->v.shape[1] != C) {
+        char s1[96], s2[96];
+        kn_ctx_failf(c, KN_ERR_SHAPE, "add_nc: bias %s does not fit %s", kn_shape_str(&b->v, s1, sizeof s1),
+                     kn_shape_str(&x->v, s2, sizeof s2));
+        return NULL;
+    }
+    kn_var *r = kn_var_new(c, x->v.ndim, x->v.shape);
+    if (!r)
+        return NULL;
+    int64_t S = kn_tensor_numel(&x->v) / (N * C);
+    const float *px = x->v.data, *pb = b->v.data;
+    float *y = r->v.data;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t ch = 0; ch < C; ch++) {
+            float bias = pb[(bn == 1 ? 0 : i) * C + ch];
+            const float *s = px + (i * C + ch) * S;
+            float *d = y + (i * C + ch) * S;
+            for (int64_t j = 0; j < S; j++)
+                d[j] = s[j] + bias;
+        }
+    r->requires_grad = any_grad(x, b, NULL);
+    node *n = record(c, OP_ADD_NC, r);
+    if (n) { n->in[0] = x; n->in[1] = b; }
+    return r;
+}
+
+kn_var *kn_v_repeat_rows(kn_ctx *c, kn_var *x, int64_t rep) {
+    GUARD(c);
+    int64_t shape[KN_MAX_DIMS];
+    for (int d = 0; d < x->v.ndim; d++)
+        shape[d] = x->v.shape[d];
+    shape[0] *= rep;
+    kn_var *r = kn_var_new(c, x->v.ndim, shape);
+    if (!r)
+        return NULL;
+    int64_t N = x->v.shape[0], row = N ? kn_tensor_numel(&x->v) / N : 0;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < rep; k++)
+            memcpy((float *)r->v.data + (i * rep + k) * row, (const float *)x->v.data + i * row,
+                   (size_t)row * sizeof(float));
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_REPEAT, r);
+    if (n) { n->in[0] = x; n->l0 = rep; }
+    return r;
+}
+
+kn_var *kn_v_slice(kn_ctx *c, kn_var *x, int dim, int64_t start, int64_t end) {
+    GUARD(c);
+    kn_tensor sv;
+    kn_status st = kn_tensor_slice(&x->v, dim, start, end, &sv);
+    if (st != KN_OK)
+        return finish(c, NULL, st);
+    kn_var *r = kn_var_new(c, sv.ndim, sv.shape);
+    if (!r)
+        return NULL;
+    st = kn_tensor_copy(&r->v, &sv);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_SLICE, r);
+    if (n) { n->in[0] = x; n->i0 = dim; n->l0 = start; }
+    return finish(c, r, st);
+}
