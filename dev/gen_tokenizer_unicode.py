@@ -8,6 +8,7 @@ Tables:
   ulower   str.lower() as runs (start, count, delta, stride); U+0130 is special-cased in C
   uccc     canonical combining class ranges (start, end, ccc), for NFC
   udecomp  canonical one-level decompositions (cp, a, b, composes) for NFC
+  usigma   run starts of the Final_Sigma context class (start << 2 | class)
 """
 import sys
 import unicodedata as u
@@ -88,6 +89,25 @@ def main():
     out.append("static const struct { uint32_t cp, a, b; uint8_t composes; } udecomp[%d] = {" % len(dec))
     for i in range(0, len(dec), 4):
         out.append("    " + " ".join("{0x%x, 0x%x, 0x%x, %d}," % r for r in dec[i:i + 4]))
+    out.append("};")
+
+    # Final_Sigma context of str.lower(), probed from CPython itself: 1 = cased (and not
+    # case-ignorable), 2 = case-ignorable (skipped when looking for the cased neighbour)
+    sr, prev = [], None
+    for cp in range(0x110000):
+        c = 0
+        if not 0xD800 <= cp < 0xE000:
+            ch = chr(cp)
+            if (ch + "\u03a3").lower().endswith("\u03c2"):
+                c = 1
+            elif ("\u0391" + ch + "\u03a3").lower().endswith("\u03c2"):
+                c = 2
+        if c != prev:
+            sr.append((cp << 2) | c)
+            prev = c
+    out.append("static const uint32_t usigma[%d] = {" % len(sr))
+    for i in range(0, len(sr), 8):
+        out.append("    " + " ".join("0x%x," % r for r in sr[i:i + 8]))
     out.append("};")
 
     block = "\n".join(out) + "\n"

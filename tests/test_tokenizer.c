@@ -350,3 +350,27 @@ KT_TEST(tokenizer_cli) {
         KT_CHECKF(rc != 0 && !strncmp(out, "kinema: ", 8) && nl && !nl[1], "'%s': rc %d, output '%s'", args, rc, out);
     }
 }
+
+/* Unicode corner cases (Greek final sigma, Turkish İ, NFC of decomposed Latin and Hangul,
+ * Indic marks, fullwidth, math letters, emoji ZWJ, format/private/unassigned code points,
+ * special tokens inside text) against dev/tokenizer_unicode_ref.py, a transcription of the
+ * transformers code path run with Python 3.11's unicodedata. */
+KT_TEST(tokenizer_unicode_reference) {
+    char *s = slurp("tests/data/tokenizer_unicode.json");
+    KT_CHECKF(s != NULL, "cannot read tests/data/tokenizer_unicode.json (run from the repo root)");
+    cJSON *ref = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    kn_tokenizer *t = load_clip("");
+    const cJSON *prompts = cJSON_GetObjectItem(ref, "prompts");
+    KT_CHECK(cJSON_GetArraySize(prompts) >= 40);
+    for (int p = 0; t && p < cJSON_GetArraySize(prompts); p++) {
+        const cJSON *pr = cJSON_GetArrayItem(prompts, p);
+        const char *text = cJSON_GetObjectItem(pr, "text")->valuestring;
+        int32_t ids[512];
+        int n = 0;
+        KT_OK(kn_tokenize(t, text, ids, 512, &n));
+        check_ids("unicode", text, ids, n, cJSON_GetObjectItem(pr, "ids"));
+    }
+    cJSON_Delete(ref);
+    kn_tokenizer_free(t);
+}
