@@ -307,10 +307,12 @@ static void own_tasks(int ith, int nth, void *ctx) {
 static void own_gemm(gemm_job *g, int parallel) {
     float *pa = thread_scratch();
     g->pb = pa + PACK_A_FLOATS;
+    /* K blocks of equal depth <= KC (K = 320: 160 + 160, not 256 + 64); a function of K only */
+    int64_t nkb = (g->K + KC - 1) / KC, kb = (g->K + nkb - 1) / nkb;
     for (g->jc = 0; g->jc < g->N; g->jc += NC) {
         g->nc = (int)KN_MIN((int64_t)NC, g->N - g->jc);
-        for (g->pc = 0; g->pc < g->K; g->pc += KC) {
-            g->kc = (int)KN_MIN((int64_t)KC, g->K - g->pc);
+        for (g->pc = 0; g->pc < g->K; g->pc += kb) {
+            g->kc = (int)KN_MIN(kb, g->K - g->pc);
             g->ntasks = ((g->M + MC - 1) / MC) * ((g->nc + TN - 1) / TN);
             atomic_store(&g->next, 0);
             if (parallel) {
