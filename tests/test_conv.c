@@ -103,6 +103,8 @@ static const c2case c2cases[] = {
     {1, 8, 6, 7, 8, 3, 1, 1, 1, 1, 1, 4},      /* groups 4 */
     {3, 2, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1},    /* many position tiles (K = 18) */
     {1, 3, 8, 9, 2, 2, 3, 1, 0, 2, 1, 1},      /* even kernel, stride 3, uneven pads */
+    {7, 30, 6, 7, 8, 3, 1, 1, 1, 1, 1, 1},     /* K >= 256, small images: tiles of 6 samples + 1 */
+    {1, 32, 20, 19, 8, 3, 1, 1, 1, 1, 1, 1},   /* K >= 256, 380 positions: 2 tiles in a sample */
 };
 
 static void c2_geom(const c2case *c, ngeom *g) {

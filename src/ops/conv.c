@@ -42,7 +42,8 @@ typedef struct {
     int64_t xs[5];                           /* x strides (n, c, t, h, w) in elements */
     int64_t ys[5];                           /* y strides (n, o, t, h, w) */
     int64_t kk, K, P, HWo;
-    int64_t PT;                              /* position tile */
+    int64_t PT;                              /* position tile (max columns of one GEMM) */
+    int64_t ntiles, tpc, nchunks;            /* tiles; tiles per chunk; chunks (see tile_at) */
 } cgeom;
 
 static void geom_finish(cgeom *g) {
@@ -52,41 +53,65 @@ static void geom_finish(cgeom *g) {
     g->K = g->Cg * g->kk;
     g->HWo = g->Ho * g->Wo;
     g->P = g->To * g->HWo;
-    /* keep one col tile near 0.5 MB (half of a Zen 4 L2), at least 64 wide for the GEMM */
-    int64_t pt = (131072 / KN_MAX(g->K, 1)) & ~(int64_t)15;
-    pt = KN_MAX(pt, 64);
-    pt = KN_MIN(pt, 1024);
-    g->PT = KN_MIN(pt, g->P);
+    /* 256 columns = one TILE_N of kn_gemm's packed B block (measured best for K = 576..11520);
+     * cheap small-K convs (C = 3) take wider tiles. Never depends on the thread count. */
+    g->PT = g->K < 256 ? 1024 : 256;
+    if (g->P >= g->PT) { /* tiles inside one sample; a chunk is one sample */
+        g->tpc = (g->P + g->PT - 1) / g->PT;
+        g->ntiles = g->N * g->tpc;
+    } else {             /* small images: a tile (and a chunk) is ipc whole samples */
+        int64_t ipc = g->PT / g->P;
+        g->tpc = 1;
+        g->ntiles = (g->N + ipc - 1) / ipc;
+    }
+    g->nchunks = g->ntiles / g->tpc;
 }
 
-/* Runs the body with (q, to, ho, wo, len) for each run of positions [p0, p0+np) that lies in one
- * output row (fixed to, ho): positions p0+q .. p0+q+len-1 are wo .. wo+len-1. */
-#define FOR_RUNS(g, p0, np, ...)                                                     \
+/* Tile t as a range [q0, q0+nq) of global positions q = n*P + p. A tile never splits a sample
+ * between chunks, so col2im of different chunks touches disjoint samples. */
+static void tile_at(const cgeom *g, int64_t t, int64_t *q0, int64_t *nq) {
+    if (g->P >= g->PT) {
+        int64_t n = t / g->tpc, p0 = (t % g->tpc) * g->PT;
+        *q0 = n * g->P + p0;
+        *nq = KN_MIN(g->PT, g->P - p0);
+    } else {
+        int64_t ipc = g->PT / g->P, n0 = t * ipc;
+        *q0 = n0 * g->P;
+        *nq = KN_MIN(ipc, g->N - n0) * g->P;
+    }
+}
+
+/* Runs the body with (q, n, to, ho, wo, len) for each run of global positions [q0, q0+nq) that
+ * lies in one output row (fixed n, to, ho): positions q0+q .. q0+q+len-1 are wo .. wo+len-1. */
+#define FOR_RUNS(g, q0, nq, ...)                                                     \
     do {                                                                             \
-        int64_t q_ = 0, to_ = (p0) / (g)->HWo, r_ = (p0) % (g)->HWo;                 \
-        int64_t ho_ = r_ / (g)->Wo, wo_ = r_ % (g)->Wo;                              \
-        while (q_ < (np)) {                                                          \
-            int64_t len_ = KN_MIN((g)->Wo - wo_, (np) - q_);                         \
+        int64_t q_ = 0, n_ = (q0) / (g)->P, r_ = (q0) % (g)->P;                      \
+        int64_t to_ = r_ / (g)->HWo, ho_ = (r_ % (g)->HWo) / (g)->Wo, wo_ = r_ % (g)->Wo; \
+        while (q_ < (nq)) {                                                          \
+            int64_t len_ = KN_MIN((g)->Wo - wo_, (nq) - q_);                         \
             {                                                                        \
-                const int64_t q = q_, to = to_, ho = ho_, wo = wo_, len = len_;      \
+                const int64_t q = q_, n = n_, to = to_, ho = ho_, wo = wo_, len = len_; \
                 __VA_ARGS__                                                          \
             }                                                                        \
             q_ += len_;                                                              \
             wo_ = 0;                                                                 \
             if (++ho_ == (g)->Ho) {                                                  \
                 ho_ = 0;                                                             \
-                to_++;                                                               \
+                if (++to_ == (g)->To) {                                              \
+                    to_ = 0;                                                         \
+                    n_++;                                                            \
+                }                                                                    \
             }                                                                        \
         }                                                                            \
     } while (0)
 
 /* For one output row run (to, ho, wo..wo+len) and kernel offset (jt, jh, jw): the input row
  * offset (or -1 when the row lies in the padding), and the valid wo sub-range [a, b). */
-static inline int64_t row_src(const cgeom *g, int64_t to, int64_t ho, int jt, int jh) {
+static inline int64_t row_src(const cgeom *g, int64_t n, int64_t to, int64_t ho, int jt, int jh) {
     int64_t ti = to * g->st + jt - g->pt, hi = ho * g->sh + jh - g->ph;
     if (ti < 0 || ti >= g->Ti || hi < 0 || hi >= g->Hi)
         return -1;
-    return ti * g->xs[2] + hi * g->xs[3];
+    return n * g->xs[0] + ti * g->xs[2] + hi * g->xs[3];
 }
 
 static inline void valid_range(const cgeom *g, int64_t wo, int64_t len, int jw, int64_t *a, int64_t *b) {
@@ -104,18 +129,18 @@ static inline void valid_range(const cgeom *g, int64_t wo, int64_t len, int jw, 
     *b = hi;
 }
 
-/* col (nc*kk x np), rows (c, jt, jh, jw) for channels c0..c0+nc of xn (x at sample n, group
- * channel 0), positions [p0, p0+np). */
-static void im2col(const cgeom *g, const float *xn, int64_t c0, int64_t nc, int64_t p0, int64_t np, float *col) {
+/* col (nc*kk x np), rows (c, jt, jh, jw) for channels c0..c0+nc of xg (x at sample 0, first
+ * channel of the group), global positions [p0, p0+np). */
+static void im2col(const cgeom *g, const float *xg, int64_t c0, int64_t nc, int64_t p0, int64_t np, float *col) {
     for (int64_t c = 0; c < nc; c++) {
-        const float *xc = xn + (c0 + c) * g->xs[1];
+        const float *xc = xg + (c0 + c) * g->xs[1];
         for (int jt = 0; jt < g->kt; jt++)
             for (int jh = 0; jh < g->kh; jh++)
                 for (int jw = 0; jw < g->kw; jw++) {
                     float *row = col + ((c * g->kt + jt) * g->kh * g->kw + jh * g->kw + jw) * np;
                     FOR_RUNS(g, p0, np, {
                         float *d = row + q;
-                        int64_t off = row_src(g, to, ho, jt, jh);
+                        int64_t off = row_src(g, n, to, ho, jt, jh);
                         if (off < 0) {
                             memset(d, 0, (size_t)len * sizeof(float));
                         } else {
@@ -137,16 +162,16 @@ static void im2col(const cgeom *g, const float *xn, int64_t c0, int64_t nc, int6
     }
 }
 
-/* The adjoint of im2col: xn[c, ...] += col, in the fixed order (c, jt, jh, jw, position). */
-static void col2im(const cgeom *g, const float *col, int64_t c0, int64_t nc, int64_t p0, int64_t np, float *xn) {
+/* The adjoint of im2col: xg[c, ...] += col, in the fixed order (c, jt, jh, jw, position). */
+static void col2im(const cgeom *g, const float *col, int64_t c0, int64_t nc, int64_t p0, int64_t np, float *xg) {
     for (int64_t c = 0; c < nc; c++) {
-        float *xc = xn + (c0 + c) * g->xs[1];
+        float *xc = xg + (c0 + c) * g->xs[1];
         for (int jt = 0; jt < g->kt; jt++)
             for (int jh = 0; jh < g->kh; jh++)
                 for (int jw = 0; jw < g->kw; jw++) {
                     const float *row = col + ((c * g->kt + jt) * g->kh * g->kw + jh * g->kw + jw) * np;
                     FOR_RUNS(g, p0, np, {
-                        int64_t off = row_src(g, to, ho, jt, jh);
+                        int64_t off = row_src(g, n, to, ho, jt, jh);
                         if (off >= 0) {
                             int64_t a, b;
                             valid_range(g, wo, len, jw, &a, &b);
@@ -161,7 +186,7 @@ static void col2im(const cgeom *g, const float *col, int64_t c0, int64_t nc, int
     }
 }
 
-/* Output tile <-> (no x np) matrix. yno = y at sample n, first output channel of the block. */
+/* Output tile <-> (no x np) matrix. yno = y at sample 0, first output channel of the block. */
 static void tile_store(const cgeom *g, const float *t, const float *bias, int64_t no, int64_t p0, int64_t np,
                        float *yno) {
     for (int64_t o = 0; o < no; o++) {
@@ -169,7 +194,7 @@ static void tile_store(const cgeom *g, const float *t, const float *bias, int64_
         float bv = bias ? bias[o] : 0.0f;
         float *yo = yno + o * g->ys[1];
         FOR_RUNS(g, p0, np, {
-            float *d = yo + to * g->ys[2] + ho * g->ys[3] + wo * g->ys[4];
+            float *d = yo + n * g->ys[0] + to * g->ys[2] + ho * g->ys[3] + wo * g->ys[4];
             if (g->ys[4] == 1)
                 for (int64_t i = 0; i < len; i++)
                     d[i] = tr[q + i] + bv;
@@ -185,7 +210,7 @@ static void tile_load(const cgeom *g, const float *yno, int64_t no, int64_t p0, 
         float *tr = t + o * np;
         const float *yo = yno + o * g->ys[1];
         FOR_RUNS(g, p0, np, {
-            const float *s = yo + to * g->ys[2] + ho * g->ys[3] + wo * g->ys[4];
+            const float *s = yo + n * g->ys[0] + to * g->ys[2] + ho * g->ys[3] + wo * g->ys[4];
             if (g->ys[4] == 1)
                 memcpy(tr + q, s, (size_t)len * sizeof(float));
             else
@@ -223,7 +248,7 @@ typedef struct {
     const cgeom *g;
     const float *x, *w, *b;
     float *y;
-    int64_t ntiles, nitems;
+    int64_t nitems;
     atomic_int_fast64_t next;
 } fwd_ctx;
 
@@ -237,13 +262,11 @@ static void fwd_task(int ith, int nth, void *p) {
         int64_t it = atomic_fetch_add(&c->next, 1);
         if (it >= c->nitems)
             break;
-        int64_t tl = it % c->ntiles, ng = it / c->ntiles, gi = ng % g->G, n = ng / g->G;
-        int64_t p0 = tl * g->PT, np = KN_MIN(g->PT, g->P - p0);
-        const float *xn = c->x + n * g->xs[0] + gi * g->Cg * g->xs[1];
-        im2col(g, xn, 0, g->Cg, p0, np, col);
+        int64_t tl = it % g->ntiles, gi = it / g->ntiles, p0, np;
+        tile_at(g, tl, &p0, &np);
+        im2col(g, c->x + gi * g->Cg * g->xs[1], 0, g->Cg, p0, np, col);
         gemm(0, 0, g->Og, np, g->K, 1.0f, c->w + gi * g->Og * g->K, g->K, col, np, 0.0f, tile, np);
-        tile_store(g, tile, c->b ? c->b + gi * g->Og : NULL, g->Og, p0, np,
-                   c->y + n * g->ys[0] + gi * g->Og * g->ys[1]);
+        tile_store(g, tile, c->b ? c->b + gi * g->Og : NULL, g->Og, p0, np, c->y + gi * g->Og * g->ys[1]);
     }
 }
 
@@ -252,8 +275,7 @@ static kn_status conv_forward(const cgeom *g, const float *x, const float *w, co
         return KN_OK;
     int nth = kn_get_threads();
     KN_TRY(scratch_reserve(nth, (size_t)(g->K + g->Og) * g->PT));
-    fwd_ctx c = {g, x, w, b, y, (g->P + g->PT - 1) / g->PT, 0, 0};
-    c.nitems = g->N * g->G * c.ntiles;
+    fwd_ctx c = {g, x, w, b, y, g->G * g->ntiles, 0};
     atomic_init(&c.next, 0);
     kn_parallel(fwd_task, &c);
     return KN_OK;
@@ -272,7 +294,7 @@ typedef struct {
     atomic_int_fast64_t next;
 } bwd_ctx;
 
-/* dx: item (n, g, channel block); loops over position tiles in order. */
+/* dx: item (chunk of samples, g, channel block); loops over the chunk's tiles in order. */
 static void dx_task(int ith, int nth, void *p) {
     KN_UNUSED(nth);
     bwd_ctx *c = p;
@@ -283,21 +305,22 @@ static void dx_task(int ith, int nth, void *p) {
         int64_t it = atomic_fetch_add(&c->next, 1);
         if (it >= c->nitems)
             break;
-        int64_t bl = it % c->ncb, ng = it / c->ncb, gi = ng % g->G, n = ng / g->G;
+        int64_t bl = it % c->ncb, r = it / c->ncb, gi = r % g->G, ch = r / g->G;
         int64_t c0 = bl * c->cb, nc = KN_MIN(c->cb, g->Cg - c0);
-        float *dxn = c->dx + n * g->xs[0] + gi * g->Cg * g->xs[1];
-        const float *dyn = c->dy + n * g->ys[0] + gi * g->Og * g->ys[1];
+        float *dxg = c->dx + gi * g->Cg * g->xs[1];
+        const float *dyg = c->dy + gi * g->Og * g->ys[1];
         const float *wg = c->w + gi * g->Og * g->K + c0 * g->kk; /* (Og x K), columns of the block */
-        for (int64_t p0 = 0; p0 < g->P; p0 += g->PT) {
-            int64_t np = KN_MIN(g->PT, g->P - p0);
-            tile_load(g, dyn, g->Og, p0, np, tile);
+        for (int64_t tl = ch * g->tpc; tl < (ch + 1) * g->tpc; tl++) {
+            int64_t p0, np;
+            tile_at(g, tl, &p0, &np);
+            tile_load(g, dyg, g->Og, p0, np, tile);
             gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, tile, np, 0.0f, dcol, np);
-            col2im(g, dcol, c0, nc, p0, np, dxn);
+            col2im(g, dcol, c0, nc, p0, np, dxg);
         }
     }
 }
 
-/* dw: item (g, channel block, output-row block); sums over n, then tiles, in order. */
+/* dw: item (g, channel block, output-row block); sums over all tiles (sample-major) in order. */
 static void dw_task(int ith, int nth, void *p) {
     KN_UNUSED(nth);
     bwd_ctx *c = p;
@@ -312,15 +335,14 @@ static void dw_task(int ith, int nth, void *p) {
         int64_t c0 = bl * c->cb, nc = KN_MIN(c->cb, g->Cg - c0);
         int64_t o0 = ob * c->ob, no = KN_MIN(c->ob, g->Og - o0);
         float *dwb = c->dw + (gi * g->Og + o0) * g->K + c0 * g->kk;
-        for (int64_t n = 0; n < g->N; n++) {
-            const float *xn = c->x + n * g->xs[0] + gi * g->Cg * g->xs[1];
-            const float *dyn = c->dy + n * g->ys[0] + (gi * g->Og + o0) * g->ys[1];
-            for (int64_t p0 = 0; p0 < g->P; p0 += g->PT) {
-                int64_t np = KN_MIN(g->PT, g->P - p0);
-                im2col(g, xn, c0, nc, p0, np, col);
-                tile_load(g, dyn, no, p0, np, tile);
-                gemm(0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
-            }
+        const float *xg = c->x + gi * g->Cg * g->xs[1];
+        const float *dyg = c->dy + (gi * g->Og + o0) * g->ys[1];
+        for (int64_t tl = 0; tl < g->ntiles; tl++) {
+            int64_t p0, np;
+            tile_at(g, tl, &p0, &np);
+            im2col(g, xg, c0, nc, p0, np, col);
+            tile_load(g, dyg, no, p0, np, tile);
+            gemm(0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
         }
     }
 }
@@ -354,7 +376,7 @@ static kn_status conv_backward(const cgeom *g, const float *x, const float *w, c
     if (dx) {
         c.cb = dx_block(g);
         c.ncb = (g->Cg + c.cb - 1) / c.cb;
-        c.nitems = g->N * g->G * c.ncb;
+        c.nitems = g->nchunks * g->G * c.ncb;
         KN_TRY(scratch_reserve(nth, (size_t)(c.cb * g->kk + g->Og) * g->PT));
         atomic_init(&c.next, 0);
         kn_parallel(dx_task, &c);
