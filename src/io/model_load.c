@@ -88,6 +88,41 @@ done:
     return st;
 }
 
+kn_status kn_vae_config_load(const char *path, kn_vae_config *out) {
+    kn_config *c = kn_config_load(path);
+    if (!c)
+        return KN_ERR_FORMAT;
+    kn_vae_config v = kn_vae_config_default();
+    kn_status st;
+    const char *cls = NULL;
+    int64_t x, boc[KN_VAE_MAX_BLOCKS + 1];
+    int nboc = 0;
+    double f;
+    if ((st = kn_config_str(c, "_class_name", NULL, &cls)) != KN_OK) goto done;
+    if (cls && strcmp(cls, "AutoencoderKL")) {
+        st = kn_fail(KN_ERR_UNSUPPORTED, "%s: _class_name is '%s', not AutoencoderKL", path, cls);
+        goto done;
+    }
+#define GETI(key, field) if ((st = kn_config_int(c, key, v.field, &x)) != KN_OK) goto done; v.field = (int)x
+    GETI("in_channels", in_channels);
+    GETI("out_channels", out_channels);
+    GETI("latent_channels", latent_channels);
+    GETI("layers_per_block", layers_per_block);
+    GETI("norm_num_groups", norm_num_groups);
+#undef GETI
+    if ((st = kn_config_float(c, "scaling_factor", v.scaling_factor, &f)) != KN_OK) goto done;
+    v.scaling_factor = (float)f;
+    if ((st = kn_config_ints(c, "block_out_channels", boc, KN_VAE_MAX_BLOCKS, &nboc)) != KN_OK) goto done;
+    if (nboc) {
+        v.nblocks = nboc;
+        for (int i = 0; i < nboc; i++) v.block_out_channels[i] = (int)boc[i];
+    }
+    *out = v;
+done:
+    kn_config_free(c);
+    return st;
+}
+
 kn_status kn_params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused) {
     char a[96], b[96];
     int used = 0;
