@@ -382,3 +382,32 @@ KT_TEST(shapes_temporal_metrics) {
     KT_NEAR(fl, 20.0, 1e-9);
     KT_CHECK(kn_shapes_flicker(clip, 0, H, W, &fl) == KN_ERR_ARG);
 }
+
+/* `kinema data`: sample prints the library's captions; render -> file -> score round trip. */
+KT_TEST(shapes_cli_sample_render_score) {
+    char out[8192], want[8192] = "";
+    int rc = kt_run(out, sizeof out, "%s data sample --split two --n 5 --seed 4", kt_bin());
+    KT_CHECKF(rc == 0, "data sample failed: %s", out);
+    for (int i = 0; i < 5; i++) {
+        kn_shapes_caption c;
+        KT_OK(kn_shapes_sample(KN_SPLIT_TWO, 4, (uint64_t)i, &c));
+        strcat(want, caption_text(&c));
+        strcat(want, "\n");
+    }
+    KT_CHECKF(!strcmp(out, want), "data sample printed:\n%s\nwanted:\n%s", out, want);
+
+    const char *cap = "a large green circle moving up and left and a small orange square bouncing left and right";
+    rc = kt_run(out, sizeof out, "%s data render -p '%s' --seed 5 --size 64 -o %s/clip.y4m && %s data score %s/clip.y4m -p '%s'",
+                kt_bin(), cap, kt_tmpdir(), kt_bin(), kt_tmpdir(), cap);
+    KT_CHECKF(rc == 0 && strstr(out, "exact 1\n"), "render/score round trip: %s", out);
+    /* the same clip against a wrong caption */
+    rc = kt_run(out, sizeof out, "%s data score %s/clip.y4m -p 'a large green circle moving down'", kt_bin(),
+                kt_tmpdir());
+    KT_CHECKF(rc == 0 && strstr(out, "exact 0\n"), "wrong caption: %s", out);
+
+    rc = kt_run(out, sizeof out, "%s data render -p 'a purple circle moving left' -o %s/x.y4m", kt_bin(), kt_tmpdir());
+    KT_CHECKF(rc != 0 && strstr(out, "'purple'") && strchr(out, '\n') == out + strlen(out) - 1,
+              "bad caption: rc %d, '%s'", rc, out);
+    rc = kt_run(out, sizeof out, "%s data sample --split train --n 2", kt_bin());
+    KT_CHECKF(rc != 0 && strstr(out, "'train'"), "bad split: rc %d, '%s'", rc, out);
+}
