@@ -347,3 +347,49 @@ KT_TEST(bench_ops_quick_json) {
     rc = kt_run(out, sizeof out, "%s bench ops --bogus", kt_bin());
     KT_CHECKF(rc != 0 && strstr(out, "--bogus"), "bad option: exit %d: %s", rc, out);
 }
+
+/* linear and matmul (forward and backward, including the bias-gradient reduction and the
+ * batch-parallel small-matrix path) give the same bits at 1, 2 and 3 threads. */
+KT_TEST(linear_matmul_threads_bitwise) {
+    int64_t R = 77, in = 300, out = 130, Bt = 5, M = 40, K = 33, N = 50;
+    int64_t xs[2] = {R, in}, ws[2] = {out, in}, bs[1] = {out}, ys[2] = {R, out};
+    int64_t as[3] = {Bt, M, K}, bbs[3] = {1, K, N}, cs[3] = {Bt, M, N};
+    float *x = rand_buf(R * in, 61), *w = rand_buf(out * in, 62), *b = rand_buf(out, 63), *dy = rand_buf(R * out, 64);
+    float *a = rand_buf(Bt * M * K, 65), *bb = rand_buf(K * N, 66), *dc = rand_buf(Bt * M * N, 67);
+    kn_tensor tx = kn_tensor_view(KN_F32, 2, xs, x), tw = kn_tensor_view(KN_F32, 2, ws, w),
+              tb = kn_tensor_view(KN_F32, 1, bs, b), tdy = kn_tensor_view(KN_F32, 2, ys, dy),
+              ta = kn_tensor_view(KN_F32, 3, as, a), tbb = kn_tensor_view(KN_F32, 3, bbs, bb),
+              tdc = kn_tensor_view(KN_F32, 3, cs, dc);
+    /* outputs of each run, concatenated: y, dx, dw, db, c, da, db(matmul) */
+    int64_t n = R * out + R * in + out * in + out + Bt * M * N + Bt * M * K + K * N;
+    float *res[3];
+    int prev = kn_get_threads();
+    for (int t = 0; t < 3; t++) {
+        kn_set_threads(t + 1);
+        float *p = res[t] = calloc((size_t)n, 4);
+        kn_tensor y = kn_tensor_view(KN_F32, 2, ys, p);
+        p += R * out;
+        kn_tensor dx = kn_tensor_view(KN_F32, 2, xs, p);
+        p += R * in;
+        kn_tensor dw = kn_tensor_view(KN_F32, 2, ws, p);
+        p += out * in;
+        kn_tensor db = kn_tensor_view(KN_F32, 1, bs, p);
+        p += out;
+        kn_tensor c = kn_tensor_view(KN_F32, 3, cs, p);
+        p += Bt * M * N;
+        kn_tensor da = kn_tensor_view(KN_F32, 3, as, p);
+        p += Bt * M * K;
+        kn_tensor dbb = kn_tensor_view(KN_F32, 3, bbs, p);
+        KT_OK(kn_linear(NULL, &tx, &tw, &tb, &y));
+        KT_OK(kn_linear_backward(&tx, &tw, &tdy, &dx, &dw, &db));
+        KT_OK(kn_matmul(NULL, &ta, &tbb, &c));
+        KT_OK(kn_matmul_backward(&ta, &tbb, &tdc, &da, &dbb));
+    }
+    kn_set_threads(prev);
+    KT_CHECK(kt_max_abs(res[0], n) > 0);
+    for (int t = 1; t < 3; t++)
+        KT_CHECKF(!memcmp(res[0], res[t], (size_t)n * 4), "%d threads differ from 1", t + 1);
+    for (int t = 0; t < 3; t++)
+        free(res[t]);
+    free(x), free(w), free(b), free(dy), free(a), free(bb), free(dc);
+}
