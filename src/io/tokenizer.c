@@ -1218,55 +1218,55 @@ static int cp_push(cpbuf *b, uint32_t c) {
     return 1;
 }
 
-/* Python's bytes.decode("utf-8", errors="replace"): one U+FFFD per maximal invalid subpart. */
-static int utf8_decode(const unsigned char *s, size_t len, cpbuf *out) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        uint32_t cp;
-        int need;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            cp = c;
-            need = 0;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            cp = c & 0x1F;
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            cp = c & 0x0F;
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            cp = c & 0x07;
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            if (!cp_push(out, 0xFFFD))
-                return 0;
-            i++;
-            continue;
-        }
-        size_t j = i + 1;
-        int ok = 1;
-        for (int k = 0; k < need; k++, j++) {
-            unsigned b = j < len ? s[j] : 0;
-            unsigned l = k == 0 ? lo : 0x80, h = k == 0 ? hi : 0xBF;
-            if (j >= len || b < l || b > h) {
-                ok = 0;
-                break;
-            }
-            cp = (cp << 6) | (b & 0x3F);
-        }
-        if (!cp_push(out, ok ? cp : 0xFFFD))
-            return 0;
-        i = j; /* on failure j stops at the offending byte, which is decoded next */
+/* Decodes the code point at s[*i] and advances *i. Invalid input gives U+FFFD and *bad = 1,
+ * consuming the maximal invalid subpart, as Python's bytes.decode("utf-8", errors="replace"). */
+static uint32_t utf8_step(const unsigned char *s, size_t len, size_t *i, int *bad) {
+    unsigned c = s[*i];
+    uint32_t cp;
+    int need;
+    unsigned lo = 0x80, hi = 0xBF;
+    *bad = 0;
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        cp = c & 0x1F;
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        cp = c & 0x0F;
+        need = 2;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        cp = c & 0x07;
+        need = 3;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* <= U+10FFFF */
+    } else {
+        (*i)++;
+        *bad = 1;
+        return 0xFFFD;
     }
+    size_t j = *i + 1;
+    for (int k = 0; k < need; k++, j++) {
+        unsigned l = k == 0 ? lo : 0x80, h = k == 0 ? hi : 0xBF;
+        if (j >= len || s[j] < l || s[j] > h) {
+            *i = j; /* the offending byte is decoded next */
+            *bad = 1;
+            return 0xFFFD;
+        }
+        cp = (cp << 6) | (s[j] & 0x3F);
+    }
+    *i = j;
+    return cp;
+}
+
+static int utf8_decode(const unsigned char *s, size_t len, cpbuf *out) {
+    if (!cp_reserve(out, out->n + len))
+        return 0;
+    int bad;
+    for (size_t i = 0; i < len;)
+        out->p[out->n++] = utf8_step(s, len, &i, &bad);
     return 1;
 }
 
@@ -1789,19 +1789,13 @@ static char *read_gz(const char *path, size_t *len) {
 static kn_status check_utf8_text(const char *src, const char *s, size_t n) {
     if (memchr(s, 0, n))
         return kn_fail(KN_ERR_FORMAT, "%s: contains a NUL byte (not a text file)", src);
-    cpbuf tmp = {0};
-    int ok = utf8_decode((const unsigned char *)s, n, &tmp);
-    size_t bad = 0;
-    for (size_t i = 0; ok && i < tmp.n; i++)
-        if (tmp.p[i] == 0xFFFD) {
-            bad = i + 1;
-            break;
-        }
-    free(tmp.p);
-    if (!ok)
-        return kn_fail(KN_ERR_NOMEM, "%s: out of memory", src);
-    if (bad)
-        return kn_fail(KN_ERR_FORMAT, "%s: invalid UTF-8 (character %zu)", src, bad);
+    int bad = 0;
+    for (size_t i = 0; i < n;) {
+        size_t at = i;
+        utf8_step((const unsigned char *)s, n, &i, &bad);
+        if (bad)
+            return kn_fail(KN_ERR_FORMAT, "%s: invalid UTF-8 at byte %zu", src, at);
+    }
     return KN_OK;
 }
 
@@ -2242,17 +2236,11 @@ kn_status kn_detokenize(const kn_tokenizer *t, const int32_t *ids, int n, char *
                 continue;
             }
             /* one UTF-8 char of the byte alphabet -> its byte */
-            cpbuf tmp = {0};
-            size_t cl = 1;
-            unsigned c0 = (unsigned char)s[k];
-            if (c0 >= 0xC0)
-                cl = c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : 2;
-            if (k + cl > sl)
-                cl = sl - k;
-            uint32_t cp = 0xFFFD;
-            if (utf8_decode((const unsigned char *)s + k, cl, &tmp) && tmp.n == 1)
-                cp = tmp.p[0];
-            free(tmp.p);
+            size_t k0 = k;
+            int bad;
+            uint32_t cp = utf8_step((const unsigned char *)s, sl, &k, &bad);
+            size_t cl = k - k0;
+            k = k0;
             int byte = -1;
             for (int b = 0; b < 256; b++)
                 if (t->byte_cp[b] == cp)
