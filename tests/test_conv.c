@@ -105,6 +105,7 @@ static const c2case c2cases[] = {
     {1, 3, 8, 9, 2, 2, 3, 1, 0, 2, 1, 1},      /* even kernel, stride 3, uneven pads */
     {7, 30, 6, 7, 8, 3, 1, 1, 1, 1, 1, 1},     /* K >= 256, small images: tiles of 6 samples + 1 */
     {1, 32, 20, 19, 8, 3, 1, 1, 1, 1, 1, 1},   /* K >= 256, 380 positions: 2 tiles in a sample */
+    {1, 16, 5, 6, 130, 3, 1, 1, 1, 1, 1, 1},   /* one tile, O = 130: output channels split in 2 */
 };
 
 static void c2_geom(const c2case *c, ngeom *g) {
@@ -479,6 +480,44 @@ KT_TEST(conv_bitwise_identical_across_thread_counts) {
         for (int k = 0; k < 8; k++)
             free(out[ti][k]);
     free(x); free(w); free(b); free(dy); free(tx); free(tw); free(tdy);
+}
+
+/* The output-channel split (few tiles) and conv3d, at 1, 2, 3 threads. */
+KT_TEST(conv_bitwise_identical_across_thread_counts_small_images) {
+    int prev = kn_get_threads();
+    int64_t xs[4] = {1, 16, 5, 6}, ws[4] = {200, 16, 3, 3}, ys[4] = {1, 200, 5, 6};
+    int64_t x5[5] = {2, 6, 5, 7, 6}, w5[5] = {9, 6, 3, 3, 3}, y5[5] = {2, 9, 3, 4, 3};
+    float *x = randv(480, 101), *w = randv(200 * 144, 102), *dy = randv(6000, 103);
+    float *a = randv(2 * 6 * 210, 104), *k = randv(9 * 6 * 27, 105), *da = randv(2 * 9 * 36, 106);
+    float *out[3][5];
+    kn_conv3d_params p3 = {{2, 2, 2}, {1, 1, 1}};
+    for (int ti = 0; ti < 3; ti++) {
+        kn_set_threads(ti + 1);
+        float *o[5] = {zerov(6000), zerov(480), zerov(200 * 144), zerov(2 * 9 * 36), zerov(2 * 6 * 210)};
+        kn_tensor Tx = kn_tensor_view(KN_F32, 4, xs, x), Tw = kn_tensor_view(KN_F32, 4, ws, w);
+        kn_tensor Ty = kn_tensor_view(KN_F32, 4, ys, o[0]), Tdy = kn_tensor_view(KN_F32, 4, ys, dy);
+        kn_tensor Tdx = kn_tensor_view(KN_F32, 4, xs, o[1]), Tdw = kn_tensor_view(KN_F32, 4, ws, o[2]);
+        KT_OK(kn_conv2d(NULL, &Tx, &Tw, NULL, kn_conv2d_params_make(1, 1), &Ty));
+        KT_OK(kn_conv2d_backward(&Tx, &Tw, &Tdy, kn_conv2d_params_make(1, 1), &Tdx, &Tdw, NULL));
+        kn_tensor Ta = kn_tensor_view(KN_F32, 5, x5, a), Tk = kn_tensor_view(KN_F32, 5, w5, k);
+        kn_tensor Tb = kn_tensor_view(KN_F32, 5, y5, o[3]), Tda = kn_tensor_view(KN_F32, 5, y5, da);
+        kn_tensor Tdxa = kn_tensor_view(KN_F32, 5, x5, o[4]);
+        KT_OK(kn_conv3d(NULL, &Ta, &Tk, NULL, p3, &Tb));
+        KT_OK(kn_conv3d_backward(&Ta, &Tk, &Tda, p3, &Tdxa, NULL, NULL));
+        memcpy(out[ti], o, sizeof o);
+    }
+    kn_set_threads(prev);
+    int64_t n[5] = {6000, 480, 200 * 144, 2 * 9 * 36, 2 * 6 * 210};
+    for (int j = 0; j < 5; j++) {
+        KT_CHECKF(kt_max_abs(out[0][j], n[j]) > 0, "output %d is all zero", j);
+        for (int ti = 1; ti < 3; ti++)
+            KT_CHECKF(memcmp(out[0][j], out[ti][j], (size_t)n[j] * 4) == 0, "output %d differs at %d threads", j,
+                      ti + 1);
+    }
+    for (int ti = 0; ti < 3; ti++)
+        for (int j = 0; j < 5; j++)
+            free(out[ti][j]);
+    free(x); free(w); free(dy); free(a); free(k); free(da);
 }
 
 /* ------------------------------------------------------------------ errors */

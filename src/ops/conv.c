@@ -248,7 +248,7 @@ typedef struct {
     const cgeom *g;
     const float *x, *w, *b;
     float *y;
-    int64_t nitems;
+    int64_t ob, nob, nitems;
     atomic_int_fast64_t next;
 } fwd_ctx;
 
@@ -262,11 +262,12 @@ static void fwd_task(int ith, int nth, void *p) {
         int64_t it = atomic_fetch_add(&c->next, 1);
         if (it >= c->nitems)
             break;
-        int64_t tl = it % g->ntiles, gi = it / g->ntiles, p0, np;
+        int64_t ob = it % c->nob, r = it / c->nob, tl = r % g->ntiles, gi = r / g->ntiles, p0, np;
+        int64_t o0 = gi * g->Og + ob * c->ob, no = KN_MIN(c->ob, g->Og - ob * c->ob);
         tile_at(g, tl, &p0, &np);
         im2col(g, c->x + gi * g->Cg * g->xs[1], 0, g->Cg, p0, np, col);
-        gemm(0, 0, g->Og, np, g->K, 1.0f, c->w + gi * g->Og * g->K, g->K, col, np, 0.0f, tile, np);
-        tile_store(g, tile, c->b ? c->b + gi * g->Og : NULL, g->Og, p0, np, c->y + gi * g->Og * g->ys[1]);
+        gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, tile, np);
+        tile_store(g, tile, c->b ? c->b + o0 : NULL, no, p0, np, c->y + o0 * g->ys[1]);
     }
 }
 
@@ -275,7 +276,16 @@ static kn_status conv_forward(const cgeom *g, const float *x, const float *w, co
         return KN_OK;
     int nth = kn_get_threads();
     KN_TRY(scratch_reserve(nth, (size_t)(g->K + g->Og) * g->PT));
-    fwd_ctx c = {g, x, w, b, y, g->G * g->ntiles, 0};
+    /* Few tiles (one small image): also split the output channels, so that both cores work.
+     * The rule looks at shapes only; each block re-runs im2col of its tile (cost K*np against
+     * 2*ob*K*np flops). */
+    int64_t units = g->G * g->ntiles, nob = 1;
+    if (units < 8)
+        nob = KN_MAX(1, KN_MIN((8 + units - 1) / units, g->Og / 64));
+    int64_t ob = ((g->Og + nob - 1) / nob + 15) & ~(int64_t)15;
+    ob = KN_MIN(ob, g->Og);
+    fwd_ctx c = {g, x, w, b, y, ob, (g->Og + ob - 1) / ob, 0, 0};
+    c.nitems = units * c.nob;
     atomic_init(&c.next, 0);
     kn_parallel(fwd_task, &c);
     return KN_OK;
