@@ -123,6 +123,37 @@ done:
     return st;
 }
 
+kn_status kn_clip_text_config_load(const char *path, kn_clip_text_config *out) {
+    kn_config *c = kn_config_load(path);
+    if (!c)
+        return KN_ERR_FORMAT;
+    kn_clip_text_config m = kn_clip_text_config_default();
+    kn_status st;
+    int64_t x;
+    double f;
+    const char *act = NULL;
+#define GETI(key, field) if ((st = kn_config_int(c, key, m.field, &x)) != KN_OK) goto done; m.field = (int)x
+    GETI("vocab_size", vocab_size);
+    GETI("hidden_size", hidden_size);
+    GETI("intermediate_size", intermediate_size);
+    GETI("num_hidden_layers", num_hidden_layers);
+    GETI("num_attention_heads", num_attention_heads);
+    GETI("max_position_embeddings", max_position_embeddings);
+    GETI("eos_token_id", eos_token_id);
+#undef GETI
+    if ((st = kn_config_float(c, "layer_norm_eps", m.layer_norm_eps, &f)) != KN_OK) goto done;
+    m.layer_norm_eps = (float)f;
+    if ((st = kn_config_str(c, "hidden_act", "quick_gelu", &act)) != KN_OK) goto done;
+    if (!strcmp(act, "quick_gelu")) m.hidden_act = KN_ACT_QUICK_GELU;
+    else if (!strcmp(act, "gelu")) m.hidden_act = KN_ACT_GELU;
+    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) m.hidden_act = KN_ACT_GELU_TANH;
+    else { st = kn_fail(KN_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported", path, act); goto done; }
+    *out = m;
+done:
+    kn_config_free(c);
+    return st;
+}
+
 kn_status kn_params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused) {
     char a[96], b[96];
     int used = 0;

@@ -6,12 +6,16 @@
 #include "io/safetensors.h"
 #include "models/unet3d.h"
 #include "models/vae.h"
+#include "models/clip_text.h"
 
 /* Reads a diffusers UNet3DConditionModel config.json; missing keys take diffusers' defaults. */
 kn_status kn_unet3d_config_load(const char *path, kn_unet3d_config *cfg);
 
 /* Reads a diffusers AutoencoderKL config.json. */
 kn_status kn_vae_config_load(const char *path, kn_vae_config *cfg);
+
+/* Reads a transformers CLIPTextConfig config.json (or a CLIPConfig's text_config). */
+kn_status kn_clip_text_config_load(const char *path, kn_clip_text_config *cfg);
 
 /* Fills every parameter of P from tensors of the same name in the given files (searched in
  * order), converting F16/BF16 to F32. A missing tensor or a shape mismatch is an error naming the

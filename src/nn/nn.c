@@ -213,7 +213,7 @@ void kn_params_init_default(kn_params *P, uint64_t seed) {
 
 typedef enum {
     OP_LINEAR, OP_CONV2D, OP_CONVT, OP_GN, OP_LN, OP_ACT, OP_GEGLU, OP_ATTN, OP_ADD, OP_SCALE,
-    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE,
+    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED,
 } op_kind;
 
 typedef struct node {
@@ -221,6 +221,7 @@ typedef struct node {
     kn_var *in[4];
     kn_var *out;
     float *aux0, *aux1; /* mean/rstd, lse */
+    const int32_t *ids;
     const kn_tensor *mask;
     kn_conv2d_params cp;
     int i0, i1;   /* groups / heads / act / dim / pad_front */
@@ -420,6 +421,15 @@ static kn_status backward_node(kn_ctx *c, node *n) {
         kn_arena_reset(c->A, m);
         return KN_OK;
     }
+    case OP_EMBED:
+        if (g0) {
+            int64_t D = g0->shape[1], rows = kn_tensor_numel(dy) / D;
+            float *d = g0->data;
+            const float *s = dy->data;
+            for (int64_t i = 0; i < rows; i++)
+                acc(d + (int64_t)n->ids[i] * D, s + i * D, D);
+        }
+        return KN_OK;
     case OP_RESHAPE:
         if (g0)
             acc(g0->data, dy->data, kn_tensor_numel(dy));
@@ -755,4 +765,31 @@ kn_var *kn_v_slice(kn_ctx *c, kn_var *x, int dim, int64_t start, int64_t end) {
     node *n = record(c, OP_SLICE, r);
     if (n) { n->in[0] = x; n->i0 = dim; n->l0 = start; }
     return finish(c, r, st);
+}
+
+kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B, int64_t L) {
+    GUARD(c);
+    int64_t V = weight->v.shape[0], D = weight->v.shape[1];
+    kn_var *r = kn_var_new(c, 3, (int64_t[]){B, L, D});
+    if (!r)
+        return NULL;
+    for (int64_t i = 0; i < B * L; i++) {
+        if (ids[i] < 0 || ids[i] >= V) {
+            kn_ctx_failf(c, KN_ERR_ARG, "embedding: id %d outside [0, %lld)", ids[i], (long long)V);
+            return NULL;
+        }
+        memcpy((float *)r->v.data + i * D, (const float *)weight->v.data + (int64_t)ids[i] * D,
+               (size_t)D * sizeof(float));
+    }
+    r->requires_grad = weight->requires_grad;
+    node *n = record(c, OP_EMBED, r);
+    if (n) {
+        int32_t *keep = kn_arena_alloc(c->A, (size_t)(B * L) * sizeof(int32_t));
+        if (!keep)
+            return finish(c, r, KN_ERR_NOMEM);
+        memcpy(keep, ids, (size_t)(B * L) * sizeof(int32_t));
+        n->in[0] = weight;
+        n->ids = keep;
+    }
+    return r;
 }

@@ -109,6 +109,8 @@ kn_var *kn_v_permute(kn_ctx *c, kn_var *x, const int *perm);
 kn_var *kn_v_add_nc(kn_ctx *c, kn_var *x, kn_var *b);
 /* Repeats each row of x (N, ...) r times: (N*r, ...), like torch.repeat_interleave(dim=0). */
 kn_var *kn_v_repeat_rows(kn_ctx *c, kn_var *x, int64_t r);
+/* Embedding lookup: weight (V, D), ids (B*L) -> (B, L, D). Backward scatter-adds into weight. */
+kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B, int64_t L);
 /* Slices [start, end) along dim into a new contiguous var. */
 kn_var *kn_v_slice(kn_ctx *c, kn_var *x, int dim, int64_t start, int64_t end);
 
