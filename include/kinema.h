@@ -129,6 +129,8 @@ void kn_tensor_free(kn_tensor *t); /* heap tensors only */
 
 /* Peak resident set size of the process in bytes (from the kernel), 0 if unknown. */
 size_t kn_peak_rss(void);
+/* Memory the kernel says is available for new allocations (MemAvailable), 0 if unknown. */
+size_t kn_mem_available(void);
 
 /* --------------------------------------------------------------- threads */
 

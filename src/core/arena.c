@@ -2,11 +2,18 @@
 #include "core.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 struct kn_arena {
     uint8_t *base;
     size_t cap, used, peak;
+    int mapped; /* reserved with mmap: pages are committed only when first touched */
 };
+
+/* Arenas of this size and above are reserved as address space (MAP_NORESERVE): a caller can ask
+ * for "as much as the machine has" and pay only for the pages a run really touches, which is
+ * also what kn_peak_rss() then reports. */
+#define KN_ARENA_MMAP_MIN ((size_t)64 << 20)
 
 void *kn_aligned_alloc(size_t nbytes) {
     void *p = NULL;
@@ -26,7 +33,15 @@ kn_arena *kn_arena_new(size_t capacity) {
         return NULL;
     }
     capacity = (capacity + 63) & ~(size_t)63;
-    A->base = kn_aligned_alloc(capacity);
+    if (capacity >= KN_ARENA_MMAP_MIN) {
+        void *p = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            A->base = p;
+            A->mapped = 1;
+        }
+    } else {
+        A->base = kn_aligned_alloc(capacity);
+    }
     if (!A->base) {
         free(A);
         kn_fail(KN_ERR_NOMEM, "arena: cannot reserve %zu bytes", capacity);
@@ -39,7 +54,10 @@ kn_arena *kn_arena_new(size_t capacity) {
 void kn_arena_free(kn_arena *A) {
     if (!A)
         return;
-    kn_aligned_free(A->base);
+    if (A->mapped)
+        munmap(A->base, A->cap);
+    else
+        kn_aligned_free(A->base);
     free(A);
 }
 
@@ -76,6 +94,21 @@ size_t kn_peak_rss(void) {
     while (fgets(line, sizeof line, f))
         if (strncmp(line, "VmHWM:", 6) == 0) {
             kb = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb * 1024;
+}
+
+size_t kn_mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "MemAvailable:", 13) == 0) {
+            kb = strtoull(line + 13, NULL, 10);
             break;
         }
     fclose(f);
