@@ -374,3 +374,43 @@ KT_TEST(tokenizer_unicode_reference) {
     cJSON_Delete(ref);
     kn_tokenizer_free(t);
 }
+
+/* The heap BPE (long pieces) equals the naive one on long words made of random vocabulary
+ * pieces, and the fixture still passes with the heap BPE everywhere. */
+KT_TEST(tokenizer_heap_bpe_equals_naive) {
+    kn_tokenizer *t = load_clip("");
+    if (!t)
+        return;
+    static const char *parts[] = {"super", "cali", "frag", "ili", "stic", "ab", "a", "b", "th", "e",
+                                  "ing", "tion", "qu", "zz", "x", "ee", "aaa", "\xc3\xa9", "\xd0\xb6",
+                                  "\xe6\x97\xa5"};
+    char word[4096];
+    int32_t a[4096], b[4096];
+    float r[512];
+    for (int it = 0; it < 60; it++) {
+        kn_rand_fill(r, 512, 99, (uint64_t)it * 512);
+        size_t o = 0;
+        int np = 1 + it * 8;
+        for (int k = 0; k < np && k < 512; k++) {
+            const char *p = parts[(int)(r[k] * 20) % 20];
+            size_t l = strlen(p);
+            if (o + l + 1 >= sizeof word)
+                break;
+            memcpy(word + o, p, l);
+            o += l;
+        }
+        word[o] = 0;
+        int na = 0, nb = 0;
+        kn_tokenizer_set_heap_threshold(t, 1 << 30);
+        KT_OK(kn_tokenize(t, word, a, 4096, &na));
+        kn_tokenizer_set_heap_threshold(t, 0);
+        KT_OK(kn_tokenize(t, word, b, 4096, &nb));
+        if (na != nb || memcmp(a, b, (size_t)na * sizeof *a)) {
+            KT_CHECKF(0, "heap BPE differs from naive on a %zu-byte word (%d vs %d ids)", o, nb, na);
+            break;
+        }
+    }
+    kn_tokenizer_set_heap_threshold(t, 0);
+    check_fixture(t, "heap-bpe");
+    kn_tokenizer_free(t);
+}

@@ -1314,22 +1314,46 @@ static int nfd_push(cpbuf *o, uint32_t cp) {
     return udecomp[k].b ? nfd_push(o, udecomp[k].b) : 1;
 }
 
-/* Primary composite of (a, b), 0 if none. Linear search is fine: called only for text that
- * contains combining marks or jamo, i.e. rarely, and the table is 2k entries. */
-static uint32_t nfc_compose(uint32_t a, uint32_t b) {
+/* Primary composites: an open-addressing table (a, b) -> composite, built per tokenizer. */
+#define COMP_SLOTS 4096 /* > 2x the ~940 primary composites */
+typedef struct {
+    uint64_t key; /* (a << 32) | b; 0 = empty (no pair starts with U+0000) */
+    uint32_t cp;
+} comp_slot;
+
+static uint64_t mix64(uint64_t x);
+
+static void comp_build(comp_slot *tab) {
+    memset(tab, 0, COMP_SLOTS * sizeof *tab);
+    for (size_t k = 0; k < sizeof udecomp / sizeof udecomp[0]; k++) {
+        if (!udecomp[k].composes)
+            continue;
+        uint64_t key = ((uint64_t)udecomp[k].a << 32) | udecomp[k].b;
+        size_t h = mix64(key) & (COMP_SLOTS - 1);
+        while (tab[h].key)
+            h = (h + 1) & (COMP_SLOTS - 1);
+        tab[h] = (comp_slot){key, udecomp[k].cp};
+    }
+}
+
+/* Primary composite of (a, b), 0 if none. */
+static uint32_t nfc_compose(const comp_slot *tab, uint32_t a, uint32_t b) {
     if (a >= HANGUL_L && a < HANGUL_L + HANGUL_LN && b >= HANGUL_V && b < HANGUL_V + HANGUL_VN)
         return HANGUL_S + ((a - HANGUL_L) * HANGUL_VN + (b - HANGUL_V)) * HANGUL_TN;
     if (a >= HANGUL_S && a < HANGUL_S + HANGUL_SN && (a - HANGUL_S) % HANGUL_TN == 0 &&
         b > HANGUL_T && b < HANGUL_T + HANGUL_TN)
         return a + (b - HANGUL_T);
-    for (size_t k = 0; k < sizeof udecomp / sizeof udecomp[0]; k++)
-        if (udecomp[k].composes && udecomp[k].a == a && udecomp[k].b == b)
-            return udecomp[k].cp;
-    return 0;
+    uint64_t key = ((uint64_t)a << 32) | b;
+    for (size_t h = mix64(key) & (COMP_SLOTS - 1);; h = (h + 1) & (COMP_SLOTS - 1)) {
+        if (tab[h].key == key)
+            return tab[h].cp;
+        if (!tab[h].key)
+            return 0;
+    }
 }
 
 /* unicodedata.normalize("NFC", ...) of in[0..n) into out. */
-static int nfc(const uint32_t *in, size_t n, cpbuf *out) {
+static int nfc(const comp_slot *comp, const uint32_t *in, size_t n, cpbuf *out) {
     out->n = 0;
     /* fast path: nothing below decomposes, combines or is a jamo */
     int simple = 1;
@@ -1375,9 +1399,9 @@ static int nfc(const uint32_t *in, size_t n, cpbuf *out) {
         uint32_t c = p[i];
         int cc = uc_ccc(c);
         if (starter >= 0 && (w == (size_t)starter + 1 || last_cc < cc)) {
-            uint32_t comp = nfc_compose(p[starter], c);
-            if (comp) {
-                p[starter] = comp;
+            uint32_t composite = nfc_compose(comp, p[starter], c);
+            if (composite) {
+                p[starter] = composite;
                 continue;
             }
         }
@@ -1434,8 +1458,10 @@ struct kn_tokenizer {
     int bos, eos;
     /* scratch, reused between calls */
     cpbuf a, b;
-    int32_t *work;
+    int32_t *work; /* BPE symbols + bpe_heap scratch */
     size_t work_cap;
+    int heap_threshold;
+    comp_slot comp[COMP_SLOTS]; /* NFC primary composites */
     char *buf;
     size_t buf_cap;
 };
@@ -1545,6 +1571,8 @@ static kn_tokenizer *tok_new(void) {
     }
     int order[256];
     bytes_to_unicode(t->byte_cp, order);
+    t->heap_threshold = 48;
+    comp_build(t->comp);
     return t;
 }
 
@@ -1995,24 +2023,10 @@ static int work_reserve(kn_tokenizer *t, size_t n) {
     return 1;
 }
 
-/* CLIPTokenizer.bpe() on one regex piece (its UTF-8 bytes), then encoder lookup. */
-static kn_status bpe_piece(kn_tokenizer *t, const uint32_t *cps, size_t n, emitter *e) {
-    if (!work_reserve(t, n * 4))
-        return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
-    int32_t *w = t->work;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char b[4];
-        size_t k = utf8_encode(cps[i], b);
-        for (size_t j = 0; j < k; j++)
-            w[m++] = t->byte_sym[b[j]];
-    }
-    /* the last symbol carries </w>: look its byte up again */
-    {
-        unsigned char b[4];
-        size_t k = utf8_encode(cps[n - 1], b);
-        w[m - 1] = t->byte_sym_w[b[k - 1]];
-    }
+/* CLIPTokenizer.bpe(), the naive way (the reference): each round finds the lowest-rank
+ * adjacent pair and merges all its occurrences left to right. O(m^2) for m symbols.
+ * w[0..m) holds symbols on entry; returns the new count. */
+static size_t bpe_naive(const kn_tokenizer *t, int32_t *w, size_t m) {
     while (m > 1) {
         int32_t best = INT32_MAX;
         const merge_slot *bs = NULL;
@@ -2035,11 +2049,121 @@ static kn_status bpe_piece(kn_tokenizer *t, const uint32_t *cps, size_t n, emitt
         }
         m = o;
     }
+    return m;
+}
+
+/* The same result in O(m log m): a min-heap of (rank, left position) over the pairs of a linked
+ * list. A pair's rank identifies the pair (ranks are unique per pair), so popping every entry of
+ * the minimum rank yields all occurrences of the pair bpe() would pick; they are applied left to
+ * right, skipping ones a previous merge of the round consumed, as bpe() does. Entries made
+ * stale by other merges are dropped when popped. scratch: 11m int32. */
+typedef struct { int32_t rank, pos; } heap_ent;
+
+static void heap_push(heap_ent *h, size_t *n, heap_ent e) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].rank < e.rank || (h[p].rank == e.rank && h[p].pos <= e.pos))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = e;
+}
+
+static heap_ent heap_pop(heap_ent *h, size_t *n) {
+    heap_ent top = h[0], e = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && (h[c + 1].rank < h[c].rank || (h[c + 1].rank == h[c].rank && h[c + 1].pos < h[c].pos)))
+            c++;
+        if (e.rank < h[c].rank || (e.rank == h[c].rank && e.pos <= h[c].pos))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = e;
+    return top;
+}
+
+static size_t bpe_heap(const kn_tokenizer *t, int32_t *w, size_t m, int32_t *scratch) {
+    int32_t *nxt = scratch, *prv = scratch + m, *pos = scratch + 2 * m; /* pos: <= 3m */
+    heap_ent *h = (heap_ent *)(scratch + 5 * m);                         /* <= 3m entries */
+    size_t nh = 0;
+    for (size_t i = 0; i < m; i++) {
+        nxt[i] = i + 1 < m ? (int32_t)i + 1 : -1;
+        prv[i] = (int32_t)i - 1;
+    }
+    /* pushes: m-1 initial pairs + 2 per merge (<= m-1 merges), so < 3m entries ever */
+    for (size_t i = 0; i + 1 < m; i++) {
+        const merge_slot *s = merge_find(t, w[i], w[i + 1]);
+        if (s)
+            heap_push(h, &nh, (heap_ent){s->rank, (int32_t)i});
+    }
+    while (nh > 0) {
+        int32_t rank = h[0].rank;
+        size_t np = 0;
+        while (nh > 0 && h[0].rank == rank)
+            pos[np++] = heap_pop(h, &nh).pos; /* popped in position order */
+        for (size_t k = 0; k < np; k++) {
+            int32_t i = pos[k], j = w[i] >= 0 ? nxt[i] : -1;
+            if (j < 0)
+                continue;
+            const merge_slot *s = merge_find(t, w[i], w[j]);
+            if (!s || s->rank != rank) /* stale: i or its neighbour changed */
+                continue;
+            w[i] = s->merged;
+            w[j] = -1; /* dead */
+            nxt[i] = nxt[j];
+            if (nxt[j] >= 0)
+                prv[nxt[j]] = i;
+            /* new pairs; their ranks differ from rank (they contain the merged string) */
+            if (prv[i] >= 0 && (s = merge_find(t, w[prv[i]], w[i])))
+                heap_push(h, &nh, (heap_ent){s->rank, prv[i]});
+            if (nxt[i] >= 0 && (s = merge_find(t, w[i], w[nxt[i]])))
+                heap_push(h, &nh, (heap_ent){s->rank, i});
+        }
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < m; i++)
+        if (w[i] >= 0)
+            w[o++] = w[i];
+    return o;
+}
+
+/* CLIPTokenizer.bpe() on one regex piece (its UTF-8 bytes), then encoder lookup. */
+static kn_status bpe_piece(kn_tokenizer *t, const uint32_t *cps, size_t n, emitter *e) {
+    if (!work_reserve(t, n * 4 * 12)) /* m <= 4n symbols, + bpe_heap's 11m */
+        return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
+    int32_t *w = t->work;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[4];
+        size_t k = utf8_encode(cps[i], b);
+        for (size_t j = 0; j < k; j++)
+            w[m++] = t->byte_sym[b[j]];
+    }
+    /* the last symbol carries </w>: look its byte up again */
+    {
+        unsigned char b[4];
+        size_t k = utf8_encode(cps[n - 1], b);
+        w[m - 1] = t->byte_sym_w[b[k - 1]];
+    }
+    m = (int)m >= t->heap_threshold ? bpe_heap(t, w, m, w + m) : bpe_naive(t, w, m);
     for (size_t i = 0; i < m; i++) {
         int32_t id = t->syms[w[i]].id;
         emit(e, id >= 0 ? id : t->eos); /* encoder.get(token, unk) with unk = <|endoftext|> */
     }
     return KN_OK;
+}
+
+int kn_tokenizer_set_heap_threshold(kn_tokenizer *t, int bytes) {
+    int old = t->heap_threshold;
+    t->heap_threshold = bytes;
+    return old;
 }
 
 static int cp_match(const uint32_t *p, size_t n, const char *lit) {
@@ -2121,7 +2245,7 @@ static kn_status tokenize_segment(kn_tokenizer *t, const char *s, size_t len, em
             return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
     }
     /* NFC, into a */
-    if (!nfc(b->p, b->n, a))
+    if (!nfc(t->comp, b->p, b->n, a))
         return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
     /* whitespace split, lower each word (into b), regex + BPE */
     for (size_t i = 0; i < a->n;) {

@@ -71,4 +71,8 @@ kn_status kn_tokenize_padded(kn_tokenizer *tok, const char *text, int32_t *ids, 
  * fails with KN_ERR_ARG on an id out of range or a too-small buffer (output then truncated). */
 kn_status kn_detokenize(const kn_tokenizer *tok, const int32_t *ids, int n, char *out, size_t cap);
 
+/* BPE runs the naive O(m^2) loop on pieces shorter than `bytes` UTF-8 bytes and an O(m log m)
+ * heap version (same result) on longer ones (default 48). For tests; returns the old value. */
+int kn_tokenizer_set_heap_threshold(kn_tokenizer *tok, int bytes);
+
 #endif
