@@ -1803,6 +1803,9 @@ static char *read_gz(const char *path, size_t *len) {
         return NULL;
     }
     if (r < 0 || errnum != Z_OK) { /* Z_BUF_ERROR: truncated stream */
+        size_t pl = strlen(path); /* zlib prefixes its message with the path */
+        if (msg && !strncmp(msg, path, pl) && !strncmp(msg + pl, ": ", 2))
+            msg += pl + 2;
         kn_fail(KN_ERR_FORMAT, "%s: not a valid gzip stream (%s)", path, msg ? msg : "?");
         free(buf);
         gzclose(g);
