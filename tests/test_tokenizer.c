@@ -414,3 +414,22 @@ KT_TEST(tokenizer_heap_bpe_equals_naive) {
     check_fixture(t, "heap-bpe");
     kn_tokenizer_free(t);
 }
+
+/* The tokenizer runs on the calling thread only: ids do not depend on the pool size. */
+KT_TEST(tokenizer_thread_count_invariant) {
+    kn_tokenizer *t = load_clip("");
+    if (!t)
+        return;
+    const char *text = "Ærøskøbing, Zürich, 日本語のテキスト, don't stop believin' 🐱🚀";
+    int32_t ref[128], ids[128];
+    int nref = 0, n = 0, old = kn_get_threads();
+    kn_set_threads(1);
+    KT_OK(kn_tokenize(t, text, ref, 128, &nref));
+    for (int th = 2; th <= 3; th++) {
+        kn_set_threads(th);
+        KT_OK(kn_tokenize(t, text, ids, 128, &n));
+        KT_CHECK(n == nref && !memcmp(ids, ref, (size_t)n * sizeof *ids));
+    }
+    kn_set_threads(old);
+    kn_tokenizer_free(t);
+}
