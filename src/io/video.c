@@ -559,7 +559,10 @@ kn_status kn_video_write(const char *path, const kn_video *v, const kn_video_wri
     kn_path_ext(path, ext, sizeof ext);
     int pat = is_pattern(path);
     if (pat < 0) return kn_fail(KN_ERR_ARG, "'%s': a frame pattern needs exactly one %%d (or %%0Nd)", path);
-    if (pat == 1 || is_dir(path)) return write_png_seq(path, v);
+    int known = !strcmp(ext, "y4m") || !strcmp(ext, "gif") || !strcmp(ext, "webp") || !strcmp(ext, "mp4") ||
+                !strcmp(ext, "webm") || !strcmp(ext, "mkv") || !strcmp(ext, "mov") || !strcmp(ext, "png");
+    size_t L = strlen(path);
+    if (pat == 1 || path[L - 1] == '/' || (!known && is_dir(path))) return write_png_seq(path, v);
     if (ends_with(path, ".sheet.png")) return kn_video_write_sheet(path, v, o->sheet_cols);
     char tmp[4096];
     kn_tmp_path(path, tmp, sizeof tmp);

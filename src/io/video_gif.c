@@ -5,7 +5,9 @@
 
 #include "core/core.h"
 
+#include <fcntl.h>
 #include <gif_lib.h>
+#include <unistd.h>
 #include <math.h>
 #include <string.h>
 
@@ -162,8 +164,11 @@ kn_status kn_gif_write_file(const char *tmp, const char *path, const kn_video *v
         st = kn_fail(KN_ERR_NOMEM, "'%s': out of memory writing GIF", path);
         goto done;
     }
-    gif = EGifOpenFileName(tmp, false, &err);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666); /* giflib's own open uses mode 0600 */
+    gif = fd >= 0 ? EGifOpenFileHandle(fd, &err) : NULL;
     if (!gif) {
+        if (fd >= 0) close(fd);
+        else err = E_GIF_ERR_OPEN_FAILED;
         st = kn_fail(KN_ERR_IO, "cannot create '%s': %s", path, gif_err(err));
         goto done;
     }
