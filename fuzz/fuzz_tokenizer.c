@@ -1,7 +1,11 @@
-/* fuzz_tokenizer.c — libFuzzer target: tokenize arbitrary bytes with the CLIP vocabulary.
- * The vocabulary is loaded once from $KINEMA_FIXTURES/clip (default ../shared/fixtures/clip).
- * Checks, beyond "no crash / no sanitizer report": ids are in the vocabulary, the sequence is
- * bos ... eos, the padded form agrees with the unpadded one, and decoding succeeds.
+/* fuzz_tokenizer.c — libFuzzer target for the CLIP tokenizer.
+ *   - input not starting with "\x01V" or "\x01M": tokenize it with the CLIP vocabulary, loaded
+ *     once from $KINEMA_FIXTURES/clip (default ../shared/fixtures/clip). Checks, beyond "no
+ *     crash / no sanitizer report": ids are in the vocabulary, the sequence is bos ... eos, the
+ *     padded form agrees with the unpadded one, and decoding succeeds.
+ *   - "\x01V" + vocab.json + "\0" + merges.txt, or "\x01M" + an OpenAI merge list: load that
+ *     vocabulary from memory (errors are fine: they must be clean), then tokenize a fixed
+ *     prompt with it.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I/usr/include/cjson \
  *       fuzz/fuzz_tokenizer.c src/core/[a-z]*.c src/io/tokenizer.c -lcjson -lz -lm -lpthread \
@@ -35,6 +39,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (size > (1 << 16))
         return 0;
+    if (size >= 2 && data[0] == 1 && (data[1] == 'V' || data[1] == 'M')) {
+        const char *p = (const char *)data + 2;
+        size_t n = size - 2;
+        kn_tokenizer *t;
+        if (data[1] == 'V') {
+            const char *z = memchr(p, 0, n);
+            size_t vl = z ? (size_t)(z - p) : n;
+            t = kn_tokenizer_from_memory(p, vl, z ? z + 1 : "", z ? n - vl - 1 : 0);
+        } else {
+            t = kn_tokenizer_from_memory(NULL, 0, p, n);
+        }
+        if (!t) {
+            if (!kn_last_error()[0] || strchr(kn_last_error(), '\n'))
+                die("load failed without a one-line message");
+            return 0;
+        }
+        int32_t ids[256];
+        int n_ids = 0;
+        kn_status st = kn_tokenize(t, "a photo of a cat, caf\xc3\xa9 \xe6\x97\xa5!!", ids, 256, &n_ids);
+        if (st != KN_OK)
+            die(kn_last_error());
+        for (int i = 0; i < n_ids; i++)
+            if (ids[i] < 0 || ids[i] >= kn_tokenizer_vocab_size(t))
+                die("id out of range (custom vocab)");
+        kn_tokenizer_free(t);
+        return 0;
+    }
     char *text = malloc(size + 1);
     if (!text)
         return 0;

@@ -1852,68 +1852,50 @@ static kn_status finish_load(kn_tokenizer *t, const char *src) {
     return KN_OK;
 }
 
+/* Fills t from vocab.json text (vtext[vlen] must be NUL) and merges text (modified). */
+static kn_status build_json(kn_tokenizer *t, const char *vname, const char *vtext, size_t vlen,
+                            const char *mname, char *mtext, size_t mlen) {
+    KN_TRY(check_utf8_text(vname, vtext, vlen));
+    KN_TRY(check_utf8_text(mname, mtext, mlen));
+    const char *errp = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(vtext, vlen + 1, &errp, 1); /* + the NUL */
+    if (!root)
+        return kn_fail(KN_ERR_FORMAT, "%s: invalid JSON near byte %ld", vname,
+                       errp ? (long)(errp - vtext) : -1L);
+    kn_status st = KN_OK;
+    if (!cJSON_IsObject(root))
+        st = kn_fail(KN_ERR_FORMAT, "%s: expected a JSON object {token: id}", vname);
+    for (cJSON *it = cJSON_IsObject(root) ? root->child : NULL; it && st == KN_OK; it = it->next) {
+        double v = it->valuedouble;
+        if (!it->string)
+            st = kn_fail(KN_ERR_FORMAT, "%s: entry without a key", vname);
+        else if (!cJSON_IsNumber(it) || !(v >= -1e9 && v <= 1e9) || v != (double)(long)v)
+            st = kn_fail(KN_ERR_FORMAT, "%s: token '%.40s': id is not an integer", vname, it->string);
+        else if (!it->string[0])
+            st = kn_fail(KN_ERR_FORMAT, "%s: empty token string (id %ld)", vname, (long)v);
+        else
+            st = vocab_add(t, vname, it->string, strlen(it->string), (long)v);
+    }
+    cJSON_Delete(root);
+    KN_TRY(st);
+    if (t->n_vocab == 0)
+        return kn_fail(KN_ERR_FORMAT, "%s: empty vocabulary", vname);
+    KN_TRY(parse_merges(t, mname, mtext, mlen, 0));
+    return finish_load(t, vname);
+}
+
 static kn_tokenizer *load_json(const char *vocab_path, const char *merges_path) {
     kn_tokenizer *t = tok_new();
-    if (!t)
-        return NULL;
     size_t vlen = 0, mlen = 0;
-    char *vtext = read_file(vocab_path, &vlen);
+    char *vtext = t ? read_file(vocab_path, &vlen) : NULL;
     char *mtext = vtext ? read_file(merges_path, &mlen) : NULL;
-    cJSON *root = NULL;
-    if (!mtext)
-        goto fail;
-    if (check_utf8_text(vocab_path, vtext, vlen) != KN_OK ||
-        check_utf8_text(merges_path, mtext, mlen) != KN_OK)
-        goto fail;
-    const char *errp = NULL;
-    root = cJSON_ParseWithLengthOpts(vtext, vlen + 1, &errp, 1); /* + the NUL read_file adds */
-    if (!root) {
-        kn_fail(KN_ERR_FORMAT, "%s: invalid JSON near byte %ld", vocab_path,
-                errp ? (long)(errp - vtext) : -1L);
-        goto fail;
+    if (!mtext || build_json(t, vocab_path, vtext, vlen, merges_path, mtext, mlen) != KN_OK) {
+        kn_tokenizer_free(t);
+        t = NULL;
     }
-    if (!cJSON_IsObject(root)) {
-        kn_fail(KN_ERR_FORMAT, "%s: expected a JSON object {token: id}", vocab_path);
-        goto fail;
-    }
-    for (cJSON *it = root->child; it; it = it->next) {
-        if (!it->string) {
-            kn_fail(KN_ERR_FORMAT, "%s: entry without a key", vocab_path);
-            goto fail;
-        }
-        double v = it->valuedouble;
-        if (!cJSON_IsNumber(it) || v != (double)(long)v) {
-            kn_fail(KN_ERR_FORMAT, "%s: token '%.40s': id is not an integer", vocab_path, it->string);
-            goto fail;
-        }
-        if (!it->string[0]) {
-            kn_fail(KN_ERR_FORMAT, "%s: empty token string (id %ld)", vocab_path, (long)v);
-            goto fail;
-        }
-        if (vocab_add(t, vocab_path, it->string, strlen(it->string), (long)v) != KN_OK)
-            goto fail;
-    }
-    cJSON_Delete(root);
-    root = NULL;
     free(vtext);
-    vtext = NULL;
-    if (t->n_vocab == 0) {
-        kn_fail(KN_ERR_FORMAT, "%s: empty vocabulary", vocab_path);
-        goto fail;
-    }
-    if (parse_merges(t, merges_path, mtext, mlen, 0) != KN_OK)
-        goto fail;
     free(mtext);
-    mtext = NULL;
-    if (finish_load(t, vocab_path) != KN_OK)
-        goto fail;
     return t;
-fail:
-    cJSON_Delete(root);
-    free(vtext);
-    free(mtext);
-    kn_tokenizer_free(t);
-    return NULL;
 }
 
 static kn_tokenizer *load_gz(const char *path) {
@@ -1929,6 +1911,46 @@ static kn_tokenizer *load_gz(const char *path) {
         return NULL;
     }
     free(text);
+    return t;
+}
+
+static char *dup_text(const char *s, size_t n) {
+    char *p = malloc(n + 1);
+    if (!p) {
+        kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
+        return NULL;
+    }
+    if (n)
+        memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+kn_tokenizer *kn_tokenizer_from_memory(const char *vocab_json, size_t vocab_len, const char *merges,
+                                       size_t merges_len) {
+    if (!merges && merges_len) {
+        kn_fail(KN_ERR_ARG, "tokenizer: merges is NULL");
+        return NULL;
+    }
+    kn_tokenizer *t = tok_new();
+    char *m = t ? dup_text(merges ? merges : "", merges_len) : NULL;
+    char *v = m && vocab_json ? dup_text(vocab_json, vocab_len) : NULL;
+    kn_status st = KN_ERR_NOMEM;
+    if (m && !vocab_json) {
+        st = check_utf8_text("merges", m, merges_len);
+        if (st == KN_OK)
+            st = parse_merges(t, "merges", m, merges_len, 1);
+        if (st == KN_OK)
+            st = finish_load(t, "merges");
+    } else if (v) {
+        st = build_json(t, "vocab.json", v, vocab_len, "merges.txt", m, merges_len);
+    }
+    free(m);
+    free(v);
+    if (st != KN_OK) {
+        kn_tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }
 

@@ -44,6 +44,11 @@ typedef struct kn_tokenizer kn_tokenizer;
  *   - a folder holding bpe_simple_vocab_16e6.txt.gz.
  * Returns NULL with a one-line message (file, line, rule broken) on failure. */
 kn_tokenizer *kn_tokenizer_load(const char *dir_or_file);
+/* The same from memory (copied; the caller keeps its buffers): vocab_json + merges as in a
+ * transformers folder, or vocab_json = NULL and merges = the text of bpe_simple_vocab_16e6.txt
+ * (vocab built as simple_tokenizer.py does). Messages name "vocab.json" / "merges.txt". */
+kn_tokenizer *kn_tokenizer_from_memory(const char *vocab_json, size_t vocab_len, const char *merges,
+                                       size_t merges_len);
 void kn_tokenizer_free(kn_tokenizer *tok);
 
 int kn_tokenizer_vocab_size(const kn_tokenizer *tok);
