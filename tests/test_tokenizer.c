@@ -433,3 +433,45 @@ KT_TEST(tokenizer_thread_count_invariant) {
     kn_set_threads(old);
     kn_tokenizer_free(t);
 }
+
+/* kn_tokenizer_from_memory: merges.txt alone, read as an OpenAI merge list, rebuilds exactly
+ * vocab.json; malformed memory input gives clean errors. */
+KT_TEST(tokenizer_from_memory) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/clip/merges.txt", kt_fixtures());
+    char *m = slurp(path);
+    KT_CHECKF(m != NULL, "cannot read %s", path);
+    kn_tokenizer *a = load_clip(""), *b = m ? kn_tokenizer_from_memory(NULL, 0, m, strlen(m)) : NULL;
+    KT_CHECKF(b != NULL, "from_memory: %s", kn_last_error());
+    if (a && b) {
+        KT_CHECK(kn_tokenizer_vocab_size(b) == 49408);
+        for (int i = 0; i < 49408; i++)
+            if (strcmp(kn_tokenizer_token_str(a, i), kn_tokenizer_token_str(b, i))) {
+                KT_CHECKF(0, "id %d differs", i);
+                break;
+            }
+        int32_t x[64], y[64];
+        int nx = 0, ny = 0;
+        KT_OK(kn_tokenize(a, "Hello, world! caf\xc3\xa9", x, 64, &nx));
+        KT_OK(kn_tokenize(b, "Hello, world! caf\xc3\xa9", y, 64, &ny));
+        KT_CHECK(nx == ny && !memcmp(x, y, (size_t)nx * sizeof *x));
+    }
+    kn_tokenizer_free(a);
+    kn_tokenizer_free(b);
+    free(m);
+    static const struct { const char *vocab, *merges, *want; } bad[] = {
+        {"{\"a\": 1e300}", "#v\n", "not an integer"},
+        {"{\"a\": 1, \"a\": 2}", "#v\n", "appears twice"},
+        {"{}", "#v\n", "empty vocabulary"},
+        {"", "#v\n", "invalid JSON"},
+        {NULL, "", "no merges found"},
+        {NULL, "#v\na\n", "line 2: a merge needs exactly two symbols, found 1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kn_tokenizer *t = kn_tokenizer_from_memory(bad[i].vocab, bad[i].vocab ? strlen(bad[i].vocab) : 0,
+                                                   bad[i].merges, strlen(bad[i].merges));
+        KT_CHECKF(t == NULL && strstr(kn_last_error(), bad[i].want), "case %zu: '%s' lacks '%s'", i,
+                  kn_last_error(), bad[i].want);
+        kn_tokenizer_free(t);
+    }
+}
