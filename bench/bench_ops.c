@@ -18,15 +18,22 @@
 
 int kn_gemm_set_backend(int b); /* src/ops/gemm.c: 0 own, 1 OpenBLAS, -1 query */
 
-/* Shared with bench_ops_more.c (declared there too; there is no bench header). */
 typedef struct { int json, quick; } bench_opts;
+
+/* Shared with bench_ops_more.c (declared there too; there is no bench header).
+ * bench_t: best wall-clock seconds, and best process CPU seconds / threads. The second is what a
+ * run would take with the cores to itself: on a shared machine (other builds running) the wall
+ * figure measures the neighbours as much as the kernel, the CPU figure much less. */
+typedef struct { double wall, cpu; } bench_t;
 double bench_now(void);
-double bench_best(void (*fn)(void *), void *ctx, int reps, double min_time);
-void bench_report(int json, const char *name, const char *shape, int threads, double value, double peak, int is_bw);
-double bench_peak_gflops(int threads, int quick);
-double bench_triad_gbps(int threads, int quick);
+bench_t bench_best(void (*fn)(void *), void *ctx, int reps, double min_time);
+/* work: FLOP (or bytes when is_bw); peak: the machine's rates (GFLOP/s or GB/s, wall and cpu). */
+void bench_report(int json, const char *name, const char *shape, int threads, double work, bench_t t, bench_t peak,
+                  int is_bw);
+bench_t bench_peak_gflops(int threads, int quick);
+bench_t bench_triad_gbps(int threads, int quick);
 /* The conv / attention / norm cases; weak so that this file links before they exist. */
-void bench_ops_more(int json, int quick, int threads, double peak_gflops, double peak_gbps) __attribute__((weak));
+void bench_ops_more(int json, int quick, int threads, bench_t peak_gflops, bench_t peak_gbps) __attribute__((weak));
 
 double bench_now(void) {
     struct timespec ts;
@@ -34,14 +41,22 @@ double bench_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double bench_best(void (*fn)(void *), void *ctx, int reps, double min_time) {
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bench_t bench_best(void (*fn)(void *), void *ctx, int reps, double min_time) {
     fn(ctx); /* warm up: pages, caches, packing buffers */
-    double best = 1e30, total = 0;
+    bench_t best = {1e30, 1e30};
+    double total = 0;
     for (int r = 0; r < reps || total < min_time; r++) {
-        double t0 = bench_now();
+        double t0 = bench_now(), c0 = cpu_now();
         fn(ctx);
-        double t = bench_now() - t0;
-        best = t < best ? t : best;
+        double t = bench_now() - t0, c = (cpu_now() - c0) / kn_get_threads();
+        best.wall = t < best.wall ? t : best.wall;
+        best.cpu = c < best.cpu ? c : best.cpu;
         total += t;
         if (r > 50 * reps)
             break;
@@ -49,14 +64,17 @@ double bench_best(void (*fn)(void *), void *ctx, int reps, double min_time) {
     return best;
 }
 
-void bench_report(int json, const char *name, const char *shape, int threads, double value,
-                  double peak, int is_bw) {
+void bench_report(int json, const char *name, const char *shape, int threads, double work, bench_t t, bench_t peak,
+                  int is_bw) {
+    double v = work / t.wall * 1e-9, vc = work / t.cpu * 1e-9;
     if (json) {
-        printf("{\"name\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"%s\":%.2f,\"%s\":%.2f}\n", name, shape, threads,
-               is_bw ? "gbps" : "gflops", value, is_bw ? "peak_gbps" : "peak_gflops", peak);
+        const char *u = is_bw ? "gbps" : "gflops";
+        printf("{\"name\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"%s\":%.2f,\"peak_%s\":%.2f,\"%s_cpu\":%.2f,"
+               "\"peak_%s_cpu\":%.2f}\n",
+               name, shape, threads, u, v, u, peak.wall, u, vc, u, peak.cpu);
     } else {
-        printf("%-22s %-30s %7d %10.1f %-6s %7.1f%%\n", name, shape, threads, value, is_bw ? "GB/s" : "GFLOP/s",
-               100.0 * value / peak);
+        printf("%-20s %-28s %3d %8.1f %5.1f%% %8.1f %5.1f%%  %s\n", name, shape, threads, v, 100.0 * v / peak.wall, vc,
+               100.0 * vc / peak.cpu, is_bw ? "GB/s" : "GFLOP/s");
     }
     fflush(stdout);
 }
@@ -98,13 +116,16 @@ static void peak_task(int ith, int nth, void *p) {
 
 static void peak_run(void *p) { kn_parallel(peak_task, p); }
 
-double bench_peak_gflops(int threads, int quick) {
+static double peak_flop(int threads, int64_t iters) { return (double)threads * (double)iters * 12 * 16 * 2; }
+
+bench_t bench_peak_gflops(int threads, int quick) {
     int prev = kn_set_threads(threads);
     /* many short runs, keep the best: robust to other processes taking the core for a while */
     peak_ctx c = {1000000, 0};
-    double t = bench_best(peak_run, &c, quick ? 10 : 40, 0);
+    bench_t t = bench_best(peak_run, &c, quick ? 10 : 40, 0);
     kn_set_threads(prev);
-    return (double)threads * (double)c.iters * 12 * 16 * 2 / t * 1e-9;
+    double f = peak_flop(threads, c.iters) * 1e-9;
+    return (bench_t){f / t.wall, f / t.cpu};
 }
 
 /* ----------------------------------------------------------------- triad */
@@ -123,21 +144,24 @@ static void triad_task(int ith, int nth, void *p) {
 
 static void triad_run(void *p) { kn_parallel(triad_task, p); }
 
+static int64_t triad_n(int quick) { return quick ? (int64_t)16 << 20 : (int64_t)32 << 20; }
+
 /* GB/s counting 3 arrays x 4 bytes per element (STREAM convention; stores are non-temporal). */
-double bench_triad_gbps(int threads, int quick) {
-    int64_t n = quick ? (int64_t)16 << 20 : (int64_t)32 << 20; /* 64 or 128 MiB per array, L3 is 32 MiB */
+bench_t bench_triad_gbps(int threads, int quick) {
+    int64_t n = triad_n(quick); /* 64 or 128 MiB per array, L3 is 32 MiB */
     triad_ctx c = {kn_aligned_alloc((size_t)n * 4), kn_aligned_alloc((size_t)n * 4), kn_aligned_alloc((size_t)n * 4), n};
     if (!c.a || !c.b || !c.c) {
         kn_aligned_free(c.a), kn_aligned_free(c.b), kn_aligned_free(c.c);
-        return 0;
+        return (bench_t){0, 0};
     }
     for (int64_t i = 0; i < n; i++)
         c.a[i] = 0.0f, c.b[i] = 1.0f, c.c[i] = 2.0f;
     int prev = kn_set_threads(threads);
-    double t = bench_best(triad_run, &c, quick ? 3 : 8, 0);
+    bench_t t = bench_best(triad_run, &c, quick ? 3 : 8, 0);
     kn_set_threads(prev);
     kn_aligned_free(c.a), kn_aligned_free(c.b), kn_aligned_free(c.c);
-    return 3.0 * 4.0 * (double)n / t * 1e-9;
+    double gb = 3.0 * 4.0 * (double)n * 1e-9;
+    return (bench_t){gb / t.wall, gb / t.cpu};
 }
 
 /* ------------------------------------------------------------------ GEMM */
@@ -150,7 +174,7 @@ static void gemm_run(void *p) {
             g->C, g->N);
 }
 
-static void bench_gemm(const bench_opts *o, int threads, double peak, const char *name, int ta, int tb, int64_t M,
+static void bench_gemm(const bench_opts *o, int threads, bench_t peak, const char *name, int ta, int tb, int64_t M,
                        int64_t N, int64_t K) {
     gemm_ctx g = {ta, tb, M, N, K, kn_aligned_alloc((size_t)(M * K) * 4), kn_aligned_alloc((size_t)(K * N) * 4),
                   kn_aligned_alloc((size_t)(M * N) * 4)};
@@ -162,13 +186,13 @@ static void bench_gemm(const bench_opts *o, int threads, double peak, const char
         if (o->quick && backend == 1)
             break;
         int prevb = kn_gemm_set_backend(backend);
-        double t = bench_best(gemm_run, &g, o->quick ? 1 : 3, o->quick ? 0.0 : 0.3);
+        bench_t t = bench_best(gemm_run, &g, o->quick ? 1 : 3, o->quick ? 0.0 : 0.3);
         kn_gemm_set_backend(prevb);
         char shape[96], full[64];
         snprintf(shape, sizeof shape, "%s M=%lld N=%lld K=%lld", ta ? (tb ? "TT" : "TN") : (tb ? "NT" : "NN"),
                  (long long)M, (long long)N, (long long)K);
         snprintf(full, sizeof full, "%s/%s", name, backend ? "openblas" : "own");
-        bench_report(o->json, full, shape, threads, flop / t * 1e-9, peak, 0);
+        bench_report(o->json, full, shape, threads, flop, t, peak, 0);
     }
     kn_set_threads(prev);
     kn_aligned_free(g.A), kn_aligned_free(g.B), kn_aligned_free(g.C);
@@ -212,14 +236,18 @@ static int cmd_bench(int argc, char **argv) {
     if (only)
         tlist[0] = only, nt = 1;
     if (!o.json)
-        printf("%-22s %-30s %7s %10s %-6s %8s\n", "name", "shape", "threads", "value", "unit", "of peak");
+        printf("%-20s %-28s %3s %8s %6s %8s %6s  %s\n", "name", "shape", "thr", "wall", "peak", "cpu-time", "peak",
+               "unit");
     int prev = kn_get_threads();
     for (int ti = 0; ti < nt; ti++) {
         int th = tlist[ti];
-        double peak = bench_peak_gflops(th, o.quick);
-        double bw = bench_triad_gbps(th, o.quick);
-        bench_report(o.json, "fma_peak", "12 zmm chains/thread", th, peak, peak, 0);
-        bench_report(o.json, "triad", o.quick ? "3 x 64 MiB" : "3 x 128 MiB", th, bw, bw, 1);
+        bench_t peak = bench_peak_gflops(th, o.quick);
+        bench_t bw = bench_triad_gbps(th, o.quick);
+        /* report the machine rates as cases too: work 1 GFLOP (GB) at the measured rate */
+        bench_report(o.json, "fma_peak", "12 zmm chains/thread", th, 1e9, (bench_t){1 / peak.wall, 1 / peak.cpu}, peak,
+                     0);
+        bench_report(o.json, "triad", o.quick ? "3 x 64 MiB" : "3 x 128 MiB", th, 1e9, (bench_t){1 / bw.wall, 1 / bw.cpu},
+                     bw, 1);
         if (o.quick) {
             bench_gemm(&o, th, peak, "gemm", 0, 0, 256, 256, 256);
         } else {
