@@ -36,8 +36,14 @@
 #include <immintrin.h>
 #endif
 
-#define QB 64 /* queries per task: 4 vectors of 16 */
-#define KB 64 /* keys per block */
+#ifndef KN_ATT_QB
+#define KN_ATT_QB 64
+#endif
+#ifndef KN_ATT_KB
+#define KN_ATT_KB 128
+#endif
+#define QB KN_ATT_QB /* queries per task (a multiple of 16) */
+#define KB KN_ATT_KB /* keys per block */
 #define ATT_MAX_THREADS 256
 
 /* ------------------------------------------------------------- scratch
