@@ -1,0 +1,283 @@
+/* cmd_generate.c — `kinema generate`: text-to-video (and video-to-video with --init-video) from
+ * a diffusers pipeline folder. */
+#include "cli/cli.h"
+#include "io/safetensors.h"
+#include "io/t2v_load.h"
+#include "io/video.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kinema generate [-p] PROMPT [options]\n"
+            "  -p, --prompt TEXT       what to generate\n"
+            "  -n, --negative TEXT     negative prompt (default \"\")\n"
+            "  -m, --model DIR         diffusers text-to-video folder (model_index.json, unet/, vae/, ...)\n"
+            "  -o, --output FILE       .mp4 .webm .gif .webp .y4m, NAME%%d.png, DIR/ or *.sheet.png (default out.mp4)\n"
+            "      --steps N           denoising steps (default 25)\n"
+            "  -g, --guidance G        classifier-free guidance scale (default 9; <= 1 disables it)\n"
+            "      --frames N          frames (default 16)\n"
+            "  -H, --height N          height in pixels (default 256)\n"
+            "  -W, --width N           width in pixels (default 256)\n"
+            "  -s, --seed N            noise seed (default 0); same seed, same video at any --threads\n"
+            "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
+            "      --karras            Karras sigmas (euler, euler_a, dpmpp_2m)\n"
+            "      --fps F             frame rate of the output file (default 8)\n"
+            "      --clip-skip K       use the text encoder's K-th last layer (default 0)\n"
+            "      --latents FILE      initial latents (safetensors, one (1,C,F,h,w) tensor) instead of noise\n"
+            "      --latents-tensor T  the tensor to read from --latents (default \"latents\" or the first)\n"
+            "      --save-latents FILE write the final latents (safetensors)\n"
+            "      --init-video FILE   video-to-video: start from this clip (resized to --width/--height)\n"
+            "      --strength S        video-to-video: how much to change it, 0..1 (default 0.6)\n"
+            "      --decode-chunk N    frames per VAE decode batch (default 4; bounds memory)\n"
+            "      --variant fp16      read the *.fp16.safetensors weights\n"
+            "  -t, --threads N         threads (default: all cores)\n");
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct { double t0; } progress;
+
+static void on_step(int i, int n, double t, const kn_tensor *in, const kn_tensor *out, const kn_tensor *lat, void *u) {
+    (void)in; (void)out; (void)lat;
+    progress *p = u;
+    double el = now() - p->t0;
+    fprintf(stderr, "\rstep %d/%d  t=%-6.0f %.2f s/step  ", i + 1, n, t, el / (i + 1));
+    if (i + 1 == n)
+        fputc('\n', stderr);
+}
+
+static int write_latents(const char *path, const float *lat, const int64_t *shape) {
+    kn_st_writer *w = kn_st_writer_new();
+    kn_tensor t = kn_tensor_view(KN_F32, 5, shape, (void *)lat);
+    kn_status st = w ? kn_st_writer_add(w, "latents", &t) : KN_ERR_NOMEM;
+    if (st == KN_OK)
+        st = kn_st_writer_write(w, path);
+    kn_st_writer_free(w);
+    return st == KN_OK ? 0 : kn_cli_error("%s", kn_last_error());
+}
+
+static int cmd_generate(int argc, char **argv) {
+    const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
+               *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL;
+    long steps = 25, frames = 16, height = 256, width = 256, clip_skip = 0, chunk = 4, threads = 0;
+    uint64_t seed = 0;
+    double guidance = 9.0, fps = 8.0, strength = 0.6;
+    int karras = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const kn_cli_opt opts[] = {
+        {"--prompt", "-p", KN_OPT_STR, &prompt},
+        {"--negative", "-n", KN_OPT_STR, &neg},
+        {"--negative-prompt", NULL, KN_OPT_STR, &neg},
+        {"--model", "-m", KN_OPT_STR, &model},
+        {"--output", "-o", KN_OPT_STR, &out},
+        {"--steps", NULL, KN_OPT_INT, &steps, 1, KN_SCHED_MAX_STEPS},
+        {"--guidance", "-g", KN_OPT_FLOAT, &guidance, 0, 100},
+        {"--cfg-scale", NULL, KN_OPT_FLOAT, &guidance, 0, 100},
+        {"--frames", NULL, KN_OPT_INT, &frames, 1, 1024},
+        {"--height", "-H", KN_OPT_INT, &height, 1, 8192},
+        {"--width", "-W", KN_OPT_INT, &width, 1, 8192},
+        {"--seed", "-s", KN_OPT_U64, &seed},
+        {"--scheduler", NULL, KN_OPT_STR, &sched},
+        {"--karras", NULL, KN_OPT_FLAG, &karras},
+        {"--fps", NULL, KN_OPT_FLOAT, &fps, 0.01, 1000},
+        {"--clip-skip", NULL, KN_OPT_INT, &clip_skip, 0, 64},
+        {"--latents", NULL, KN_OPT_STR, &latents_path},
+        {"--latents-tensor", NULL, KN_OPT_STR, &latents_name},
+        {"--save-latents", NULL, KN_OPT_STR, &save_latents},
+        {"--init-video", NULL, KN_OPT_STR, &init_video},
+        {"--strength", NULL, KN_OPT_FLOAT, &strength, 0.0001, 1},
+        {"--decode-chunk", NULL, KN_OPT_INT, &chunk, 0, 1 << 20},
+        {"--variant", NULL, KN_OPT_STR, &variant},
+        {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
+    };
+    const char *pos[1];
+    int npos = 0;
+    int r = kn_cli_parse("generate", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 1, &npos);
+    if (r == 2) {
+        usage(stdout);
+        return 0;
+    }
+    if (!r)
+        return 2;
+    if (npos && prompt)
+        return kn_cli_error("generate: give the prompt once (positional or -p)");
+    if (npos)
+        prompt = pos[0];
+    if (!prompt)
+        return kn_cli_error("generate: no prompt given (kinema generate \"a small red circle moving left\")");
+    if (!model)
+        return kn_cli_error("generate: no --model given, and no bundled model is installed in models/");
+    kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
+
+    kn_t2v_bundle b;
+    double t0 = now();
+    if (kn_t2v_load(model, variant, &b) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    int rc = 1;
+    float *emb = NULL, *lat0 = NULL, *vlat = NULL, *latents = NULL, *video = NULL;
+    uint8_t *rgb = NULL;
+    kn_arena *A = NULL;
+    if (sched) {
+        int k = kn_sched_kind_parse(sched);
+        if (k < 0) {
+            kn_cli_error("generate: unknown scheduler '%s' (ddim, ddpm, euler, euler_a, dpmpp_2m)", sched);
+            goto done;
+        }
+        if (k != (int)b.m.sched_kind && (k == KN_SCHED_EULER || k == KN_SCHED_EULER_A || k == KN_SCHED_DPMPP_2M))
+            b.m.sched.timestep_spacing = KN_SPACING_LINSPACE; /* those classes' default, as from_config gives */
+        b.m.sched_kind = (kn_sched_kind)k;
+    }
+    b.m.sched.use_karras_sigmas = karras;
+    fprintf(stderr, "loaded %s in %.1f s (%.0f MiB of weights)\n", model, now() - t0, b.weight_bytes / 1048576.0);
+
+    kn_t2v_params par = kn_t2v_params_default();
+    par.steps = (int)steps;
+    par.guidance_scale = (float)guidance;
+    par.frames = (int)frames;
+    par.height = (int)height;
+    par.width = (int)width;
+    par.seed = seed;
+    par.clip_skip = (int)clip_skip;
+    par.decode_chunk = (int)chunk;
+    int f = 1 << (b.m.vae->cfg.nblocks - 1);
+    int64_t C = b.m.unet->cfg.in_channels;
+    if (latents_path) {
+        kn_safetensors *ls = kn_st_open(latents_path);
+        if (!ls) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        const char *name = latents_name ? latents_name : kn_st_find(ls, "latents") >= 0 ? "latents" : kn_st_name(ls, 0);
+        kn_tensor lt;
+        if (!name || kn_st_get_f32(ls, name, NULL, &lt) != KN_OK) {
+            kn_cli_error("%s", name ? kn_last_error() : "latents file holds no tensor");
+            kn_st_close(ls);
+            goto done;
+        }
+        kn_st_close(ls);
+        if (lt.ndim != 5 || lt.shape[0] != 1 || lt.shape[1] != C) {
+            char s[96];
+            kn_cli_error("%s: latents %s must be (1, %lld, F, h, w)", latents_path, kn_shape_str(&lt, s, sizeof s),
+                         (long long)C);
+            kn_tensor_free(&lt);
+            goto done;
+        }
+        par.frames = (int)lt.shape[2];
+        par.height = (int)lt.shape[3] * f;
+        par.width = (int)lt.shape[4] * f;
+        lat0 = lt.data;
+        par.init_latents = lat0;
+    }
+    if (par.height % f || par.width % f) {
+        kn_cli_error("generate: --height and --width must be multiples of %d, got %dx%d", f, par.width, par.height);
+        goto done;
+    }
+    size_t est = kn_t2v_estimate_bytes(&b.m, &par), avail = kn_mem_available();
+    fprintf(stderr, "memory: %.0f MiB of weights + about %.0f MiB of activations (%.0f MiB available)\n",
+            b.weight_bytes / 1048576.0, est / 1048576.0, avail / 1048576.0);
+    if (avail && est > avail) {
+        kn_cli_error("generate: this run needs about %.0f MiB but %.0f MiB are available; lower --frames, "
+                     "--height/--width or --decode-chunk", est / 1048576.0, avail / 1048576.0);
+        goto done;
+    }
+    int64_t h = par.height / f, w = par.width / f, F = par.frames, L = 77, D = b.m.text->cfg.hidden_size;
+    if (b.m.text->cfg.max_position_embeddings < L)
+        L = b.m.text->cfg.max_position_embeddings;
+    /* prompts -> ids -> embeddings ([prompt, negative]) */
+    int32_t *ids = malloc((size_t)(2 * L) * sizeof(int32_t));
+    emb = malloc((size_t)(2 * L * D) * sizeof(float));
+    if (!ids || !emb) {
+        free(ids);
+        kn_cli_error("generate: out of memory");
+        goto done;
+    }
+    if (kn_tokenize_padded(b.tok, prompt, ids, (int)L, b.pad_id, NULL, NULL) != KN_OK ||
+        kn_tokenize_padded(b.tok, neg, ids + L, (int)L, b.pad_id, NULL, NULL) != KN_OK ||
+        kn_t2v_encode_text(&b.m, ids, 2, L, par.clip_skip, emb) != KN_OK) {
+        free(ids);
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    free(ids);
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    A = kn_arena_new(phys > ((size_t)1 << 30) ? phys : ((size_t)1 << 30));
+    if (!A) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    latents = malloc((size_t)(C * F * h * w) * sizeof(float));
+    video = malloc((size_t)(3 * F * par.height * par.width) * sizeof(float));
+    rgb = malloc((size_t)(3 * F * par.height * par.width));
+    if (!latents || !video || !rgb) {
+        kn_cli_error("generate: out of memory for a %lldx%dx%d video", (long long)F, par.width, par.height);
+        goto done;
+    }
+    if (init_video) {
+        kn_video in;
+        kn_video_read_opts ro = kn_video_read_default_opts();
+        ro.width = par.width;
+        ro.height = par.height;
+        if (kn_video_read(init_video, &ro, &in) != KN_OK) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        if (in.frames < par.frames)
+            par.frames = in.frames, F = in.frames;
+        in.frames = (int)F; /* keep the first F frames: (T, H, W, 3) is contiguous in time */
+        kn_tensor vt = {0};
+        kn_status st = kn_video_to_tensor(NULL, &in, 1, &vt);
+        kn_video_free(&in);
+        vlat = malloc((size_t)(C * F * h * w) * sizeof(float));
+        if (st != KN_OK || !vlat ||
+            kn_t2v_encode_video(&b.m, A, vt.data, F, par.height, par.width, (int)chunk, vlat) != KN_OK) {
+            kn_tensor_free(&vt);
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        /* the clip may have more frames than asked: keep the first F (contiguous per channel) */
+        kn_tensor_free(&vt);
+        par.init_video_latents = vlat;
+        par.strength = (float)strength;
+    }
+    progress pr = {now()};
+    par.on_step = on_step;
+    par.user = &pr;
+    if (kn_t2v_run(&b.m, A, emb, emb + L * D, L, &par, latents, video) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    double gen_s = now() - pr.t0;
+    if (save_latents && write_latents(save_latents, latents, (int64_t[]){1, C, F, h, w}))
+        goto done;
+    kn_video_to_rgb8(video, F, par.height, par.width, rgb);
+    kn_video v = {(int)F, par.height, par.width, fps, rgb};
+    if (kn_video_write(out, &v, NULL) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    fprintf(stderr, "wrote %s: %lld frames %dx%d at %g fps in %.1f s (peak RSS %.0f MiB)\n", out, (long long)F,
+            par.width, par.height, fps, gen_s, kn_peak_rss() / 1048576.0);
+    rc = 0;
+done:
+    free(emb);
+    free(lat0);
+    free(vlat);
+    free(latents);
+    free(video);
+    free(rgb);
+    kn_arena_free(A);
+    kn_t2v_unload(&b);
+    return rc;
+}
+
+KN_CLI_COMMAND(generate, "generate", "generate a video from a text prompt", cmd_generate)
