@@ -150,6 +150,15 @@ static int time_stride(const kn_safetensors *st, const char *name, int64_t C, in
     return (int)(b / C);
 }
 
+/* 3 * patch^2 pixel channels: only patch 1 (taew2_1, taehv) is supported. */
+static kn_status check_patch1(const kn_safetensors *st, const char *name, int64_t img) {
+    if (img == 3)
+        return KN_OK;
+    return kn_fail(KN_ERR_UNSUPPORTED, "%s: '%s' has %lld image channels, i.e. patch size %s; only the patch-1 "
+                   "layout (taew2_1, taehv) is supported", kn_st_path(st), name, (long long)img,
+                   img == 12 ? "2 (taehv1_5 / taew2_2)" : img == 48 ? "4 (taeltx)" : "!= 1");
+}
+
 kn_status kn_taehv_config_from_weights(const kn_safetensors *st, kn_taehv_config *cfg) {
     *cfg = kn_taehv_config_default();
     int64_t s[4];
@@ -163,6 +172,7 @@ kn_status kn_taehv_config_from_weights(const kn_safetensors *st, kn_taehv_config
         KN_TRY(conv_shape(st, "encoder.0.weight", "TAEHV", s));
         cfg->enc_channels = s[0];
         img = s[1];
+        KN_TRY(check_patch1(st, "encoder.0.weight", img));
         KN_TRY(conv_shape(st, "encoder.17.weight", "TAEHV", s));
         lat = s[0];
         static const int idx[3] = {2, 7, 12};
@@ -186,6 +196,7 @@ kn_status kn_taehv_config_from_weights(const kn_safetensors *st, kn_taehv_config
             }
         }
         KN_TRY(conv_shape(st, "decoder.22.weight", "TAEHV", s));
+        KN_TRY(check_patch1(st, "decoder.22.weight", s[0]));
         if (img && s[0] != img)
             return kn_fail(KN_ERR_SHAPE, "%s: encoder takes %lld image channels, decoder makes %lld", kn_st_path(st),
                            (long long)img, (long long)s[0]);
@@ -198,10 +209,6 @@ kn_status kn_taehv_config_from_weights(const kn_safetensors *st, kn_taehv_config
                 return KN_ERR_SHAPE;
         }
     }
-    if (img != 3)
-        return kn_fail(KN_ERR_UNSUPPORTED, "%s: %lld image channels means patch size %s; only the patch-1 layout "
-                       "(taew2_1, taehv) is supported", kn_st_path(st), (long long)img,
-                       img == 12 ? "2 (taehv1_5 / taew2_2)" : img == 48 ? "4 (taeltx)" : "!= 1");
     cfg->image_channels = img;
     cfg->latent_channels = lat;
     return KN_OK;
