@@ -20,6 +20,12 @@ void kn_image_free(kn_image *im) {
 
 /* ------------------------------------------------------------ file helpers */
 
+kn_status kn_prefix_error(kn_status st, const char *prefix) {
+    char msg[512]; /* kn_fail formats into the buffer kn_last_error() points to: copy first */
+    snprintf(msg, sizeof msg, "%s", kn_last_error());
+    return kn_fail(st, "%s: %s", prefix, msg);
+}
+
 kn_status kn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *n) {
     *data = NULL;
     *n = 0;
@@ -277,7 +283,7 @@ kn_status kn_image_read(const char *path, kn_image *im) {
     KN_TRY(kn_read_file(path, (size_t)1 << 30, &d, &n));
     kn_status st = kn_image_read_mem(d, n, im);
     free(d);
-    if (st != KN_OK) return kn_fail(st, "%s: %s", path, kn_last_error());
+    if (st != KN_OK) return kn_prefix_error(st, path);
     return KN_OK;
 }
 
@@ -288,7 +294,7 @@ kn_status kn_image_read_png_text(const char *path, kn_image *im, const char *key
     KN_TRY(kn_read_file(path, (size_t)1 << 30, &d, &n));
     kn_status st = png_decode(d, n, im, key, val, nval);
     free(d);
-    if (st != KN_OK) return kn_fail(st, "%s: %s", path, kn_last_error());
+    if (st != KN_OK) return kn_prefix_error(st, path);
     return KN_OK;
 }
 

@@ -49,6 +49,8 @@ kn_status kn_read_file(const char *path, size_t max_bytes, uint8_t **data, size_
 void kn_tmp_path(const char *path, char *buf, size_t n);
 /* Renames tmp over path (or removes tmp when st != KN_OK) and returns st or the rename error. */
 kn_status kn_commit_tmp(const char *tmp, const char *path, kn_status st);
+/* Returns st with kn_last_error() rewritten as "prefix: <previous message>". */
+kn_status kn_prefix_error(kn_status st, const char *prefix);
 /* The lower-cased extension of path without the dot ("" if none), into buf. */
 const char *kn_path_ext(const char *path, char *buf, size_t n);
 

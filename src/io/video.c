@@ -631,7 +631,7 @@ kn_status kn_video_read(const char *path, const kn_video_read_opts *o, kn_video 
                 }
             }
             free(d);
-            if (st != KN_OK) st = kn_fail(st, "%s: %s", path, kn_last_error());
+            if (st != KN_OK) st = kn_prefix_error(st, path);
         }
     }
     if (st != KN_OK) return st;
