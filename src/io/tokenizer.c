@@ -1323,11 +1323,27 @@ typedef struct {
 
 static uint64_t mix64(uint64_t x);
 
-static void comp_build(comp_slot *tab) {
+/* Starters (ccc 0, no decomposition) that compose with the preceding starter, e.g. Oriya
+ * U+0B47 U+0B3E -> U+0B4B; filled by comp_build (24 in Unicode 14, plus Hangul jamo, which
+ * nfc() checks by range). */
+typedef struct {
+    uint32_t cp[64];
+    int n;
+} starter_seconds;
+
+static void comp_build(comp_slot *tab, starter_seconds *ss) {
     memset(tab, 0, COMP_SLOTS * sizeof *tab);
+    ss->n = 0;
     for (size_t k = 0; k < sizeof udecomp / sizeof udecomp[0]; k++) {
         if (!udecomp[k].composes)
             continue;
+        if (uc_ccc(udecomp[k].b) == 0) {
+            int dup = 0;
+            for (int i = 0; i < ss->n; i++)
+                dup |= ss->cp[i] == udecomp[k].b;
+            if (!dup && ss->n < 64)
+                ss->cp[ss->n++] = udecomp[k].b;
+        }
         uint64_t key = ((uint64_t)udecomp[k].a << 32) | udecomp[k].b;
         size_t h = mix64(key) & (COMP_SLOTS - 1);
         while (tab[h].key)
@@ -1353,14 +1369,23 @@ static uint32_t nfc_compose(const comp_slot *tab, uint32_t a, uint32_t b) {
 }
 
 /* unicodedata.normalize("NFC", ...) of in[0..n) into out. */
-static int nfc(const comp_slot *comp, const uint32_t *in, size_t n, cpbuf *out) {
+static int is_starter_second(const starter_seconds *ss, uint32_t cp) {
+    for (int i = 0; i < ss->n; i++)
+        if (ss->cp[i] == cp)
+            return 1;
+    return 0;
+}
+
+static int nfc(const comp_slot *comp, const starter_seconds *ss, const uint32_t *in, size_t n,
+               cpbuf *out) {
     out->n = 0;
-    /* fast path: nothing below decomposes, combines or is a jamo */
+    /* fast path: nothing decomposes, combines, is a jamo or a composing starter */
     int simple = 1;
     for (size_t i = 0; i < n && simple; i++)
         if (in[i] >= 0x300 && (uc_ccc(in[i]) || uc_decomp_index(in[i]) >= 0 ||
                                (in[i] >= 0x1100 && in[i] < 0x1200) ||
-                               (in[i] >= HANGUL_S && in[i] < HANGUL_S + HANGUL_SN)))
+                               (in[i] >= HANGUL_S && in[i] < HANGUL_S + HANGUL_SN) ||
+                               is_starter_second(ss, in[i])))
             simple = 0;
         else if (in[i] >= 0xC0 && in[i] < 0x300 && uc_decomp_index(in[i]) >= 0)
             simple = 0;
@@ -1462,6 +1487,7 @@ struct kn_tokenizer {
     size_t work_cap;
     int heap_threshold;
     comp_slot comp[COMP_SLOTS]; /* NFC primary composites */
+    starter_seconds seconds;
     char *buf;
     size_t buf_cap;
 };
@@ -1572,7 +1598,7 @@ static kn_tokenizer *tok_new(void) {
     int order[256];
     bytes_to_unicode(t->byte_cp, order);
     t->heap_threshold = 48;
-    comp_build(t->comp);
+    comp_build(t->comp, &t->seconds);
     return t;
 }
 
@@ -2270,7 +2296,7 @@ static kn_status tokenize_segment(kn_tokenizer *t, const char *s, size_t len, em
             return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
     }
     /* NFC, into a */
-    if (!nfc(t->comp, b->p, b->n, a))
+    if (!nfc(t->comp, &t->seconds, b->p, b->n, a))
         return kn_fail(KN_ERR_NOMEM, "tokenizer: out of memory");
     /* whitespace split, lower each word (into b), regex + BPE */
     for (size_t i = 0; i < a->n;) {
