@@ -11,7 +11,7 @@
  * Determinism. The loop nest is BLIS's: for each column block jc (NC wide) and each K block pc
  * (KC deep, in increasing order), op(B)[pc, jc] is packed once, then C is cut into tasks of
  * MC rows x TN columns whose boundaries depend only on (M, N, K), never on the thread count.
- * Threads take tasks from an atomic counter; a task packs its A block and runs the microkernel,
+ * Each thread runs a contiguous range of tasks; a task packs its A block and runs the microkernel,
  * which forms the K-block partial sum in k order and adds it into C (beta on the first block).
  * Every element of C therefore sees the same sequence of float operations whatever the thread
  * count, and kn_gemm_st (same loop nest on the calling thread) is bitwise identical to kn_gemm.
@@ -177,6 +177,11 @@ static void ukernel(int kc, const float *restrict a, const float *restrict b, fl
 #define ROW_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
     ROW_DECL(0) ROW_DECL(1) ROW_DECL(2) ROW_DECL(3) ROW_DECL(4) ROW_DECL(5) ROW_DECL(6)
     ROW_DECL(7) ROW_DECL(8) ROW_DECL(9) ROW_DECL(10) ROW_DECL(11) ROW_DECL(12) ROW_DECL(13)
+    /* C rows arrive while the k loop runs (the update at the end would otherwise wait on them) */
+    for (int i = 0; i < m; i++) {
+        __builtin_prefetch(C + i * ldc, 1);
+        __builtin_prefetch(C + i * ldc + n - 1, 1);
+    }
 #define ROW_FMA(i)                                   \
     {                                                \
         __m512 ai = _mm512_set1_ps(a[i]);            \
@@ -266,8 +271,9 @@ static void scale_c(const gemm_job *g) {
             g->C[i * g->ldc + j] = g->beta == 0.0f ? 0.0f : g->beta * g->C[i * g->ldc + j];
 }
 
-/* Task t of the current phase: rows [i0, i0+MC) x columns [jc + j0, jc + j0 + TN). */
-static void own_task(const gemm_job *g, int64_t t, float *pa) {
+/* Task t of the current phase: rows [i0, i0+MC) x columns [jc + j0, jc + j0 + TN). The A block
+ * packed in pa is reused when the previous task of this thread had the same rows (*a_key). */
+static void own_task(const gemm_job *g, int64_t t, float *pa, int64_t *a_key) {
     int64_t ntn = (g->nc + TN - 1) / TN;
     int64_t i0 = (t / ntn) * MC;
     int j0 = (int)(t % ntn) * TN;
@@ -275,7 +281,10 @@ static void own_task(const gemm_job *g, int64_t t, float *pa) {
     float beta = g->pc == 0 ? g->beta : 1.0f;
     float *Ct = g->C + i0 * g->ldc + g->jc + j0;
     const float *pb = g->pb + (size_t)(j0 / NR) * NR * kc;
-    pack_a(g->trans_a, g->A, g->lda, i0, g->pc, mc, kc, pa);
+    if (*a_key != i0) {
+        pack_a(g->trans_a, g->A, g->lda, i0, g->pc, mc, kc, pa);
+        *a_key = i0;
+    }
     for (int ir = 0; ir < mc; ir += MR) {
         const float *ap = pa + (size_t)(ir / MR) * MR * kc;
         for (int jr = 0; jr < nc; jr += NR)
@@ -294,13 +303,16 @@ static void pack_b_task(int ith, int nth, void *ctx) {
                g->pb + (size_t)b * NR * g->kc);
 }
 
+/* Worker ith runs a contiguous range of tasks, so that the tasks sharing an A block (same rows,
+ * next columns) mostly land on one thread and the block is packed once. Which thread runs a task
+ * does not change its result. */
 static void own_tasks(int ith, int nth, void *ctx) {
-    KN_UNUSED(ith);
-    KN_UNUSED(nth);
     gemm_job *g = ctx;
     float *pa = thread_scratch();
-    for (int64_t t; (t = atomic_fetch_add(&g->next, 1)) < g->ntasks;)
-        own_task(g, t, pa);
+    int64_t b, e, a_key = -1;
+    kn_split_range(g->ntasks, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++)
+        own_task(g, t, pa, &a_key);
 }
 
 /* The own kernel's loop nest; parallel: spread each phase over the pool. */
@@ -314,14 +326,12 @@ static void own_gemm(gemm_job *g, int parallel) {
         for (g->pc = 0; g->pc < g->K; g->pc += kb) {
             g->kc = (int)KN_MIN(kb, g->K - g->pc);
             g->ntasks = ((g->M + MC - 1) / MC) * ((g->nc + TN - 1) / TN);
-            atomic_store(&g->next, 0);
             if (parallel) {
                 kn_parallel(pack_b_task, g);
                 kn_parallel(own_tasks, g);
             } else {
                 pack_b_task(0, 1, g);
-                for (int64_t t = 0; t < g->ntasks; t++)
-                    own_task(g, t, pa);
+                own_tasks(0, 1, g);
             }
         }
     }
