@@ -293,8 +293,12 @@ static kn_status conv_forward(const cgeom *g, const float *x, const float *w, co
 
 /* ------------------------------------------------------------------ backward */
 
-static int64_t dx_block(const cgeom *g) { return KN_MAX(1, KN_MIN(g->Cg, 256 / g->kk)); }
-static int64_t dw_oblock(const cgeom *g) { return KN_MIN(g->Og, 128); }
+/* Channel blocks of about `rows` im2col rows, all of nearly equal size. */
+static int64_t chan_block(const cgeom *g, int64_t rows) {
+    int64_t nb = (g->Cg * g->kk + rows - 1) / rows;
+    nb = KN_MAX(1, KN_MIN(nb, g->Cg));
+    return (g->Cg + nb - 1) / nb;
+}
 
 typedef struct {
     const cgeom *g;
@@ -384,7 +388,7 @@ static kn_status conv_backward(const cgeom *g, const float *x, const float *w, c
     if (db)
         kn_parallel_for(g->O, db_task, &c);
     if (dx) {
-        c.cb = dx_block(g);
+        c.cb = chan_block(g, 256);
         c.ncb = (g->Cg + c.cb - 1) / c.cb;
         c.nitems = g->nchunks * g->G * c.ncb;
         KN_TRY(scratch_reserve(nth, (size_t)(c.cb * g->kk + g->Og) * g->PT));
@@ -392,9 +396,23 @@ static kn_status conv_backward(const cgeom *g, const float *x, const float *w, c
         kn_parallel(dx_task, &c);
     }
     if (dw) {
-        c.cb = dx_block(g);
+        /* dw blocks: up to 512 x 512 of (O x K) (few im2col repeats over O blocks), split further
+         * until there are at least 4 items; equal-sized blocks; only the shapes decide. */
+        int64_t nb = (g->Cg * g->kk + 511) / 512, nob = (g->Og + 511) / 512;
+        nb = KN_MAX(1, KN_MIN(nb, g->Cg));
+        while (g->G * nb * nob < 4) { /* channel splits first: they do not repeat im2col */
+            if (nb < g->Cg && g->Cg * g->kk / (nb + 1) >= 128)
+                nb++;
+            else if (g->Og / (nob + 1) >= 32)
+                nob++;
+            else if (nb < g->Cg)
+                nb++;
+            else
+                break;
+        }
+        c.cb = (g->Cg + nb - 1) / nb;
         c.ncb = (g->Cg + c.cb - 1) / c.cb;
-        c.ob = dw_oblock(g);
+        c.ob = (g->Og + nob - 1) / nob;
         c.nob = (g->Og + c.ob - 1) / c.ob;
         c.nitems = g->G * c.ncb * c.nob;
         KN_TRY(scratch_reserve(nth, (size_t)(c.cb * g->kk + c.ob) * g->PT));
