@@ -1488,8 +1488,6 @@ struct kn_tokenizer {
     int heap_threshold;
     comp_slot comp[COMP_SLOTS]; /* NFC primary composites */
     starter_seconds seconds;
-    char *buf;
-    size_t buf_cap;
 };
 
 static int sym_lookup(const kn_tokenizer *t, const char *s, size_t n) {
@@ -1573,6 +1571,8 @@ static const merge_slot *merge_find(const kn_tokenizer *t, int32_t a, int32_t b)
 
 /* ------------------------------------------------------------------ loading */
 
+/* GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 bytes to
+ * U+0100.. in byte order. order[] is the dict's insertion order (the first 256 vocab ids). */
 static void bytes_to_unicode(uint32_t cp[256], int order[256]) {
     int n = 0, extra = 0;
     int used[256] = {0};
@@ -1613,7 +1613,6 @@ void kn_tokenizer_free(kn_tokenizer *t) {
     free(t->a.p);
     free(t->b.p);
     free(t->work);
-    free(t->buf);
     free(t);
 }
 
