@@ -183,6 +183,57 @@ KT_TEST(taehv_decode_matches_upstream) {
     kn_taehv_free(m);
 }
 
+/* A batch of 2: (clip6 reversed in time, clip6) encodes per sample (memory starts at zero and
+ * the end padding repeats each sample's own last frame); (clip8, clip6) latents decode per sample. */
+KT_TEST(taehv_batch_of_two) {
+    kn_taehv *m = load_model();
+    kn_safetensors *ref = open_ref();
+    if (!m || !ref) { kn_taehv_free(m); if (ref) kn_st_close(ref); return; }
+    kn_set_threads(2);
+    kn_arena *A = kn_arena_new(128 << 20);
+    kn_ctx c;
+    kn_ctx_init(&c, A, NULL);
+    kn_var *x = video_var(&c, ref, "clip6.video_u8"); /* (1, 6, 3, 48, 64) */
+    kn_var *rev = x ? kn_var_new(&c, 5, x->v.shape) : NULL;
+    if (rev) {
+        size_t fr = (size_t)(3 * 48 * 64);
+        for (int t = 0; t < 6; t++)
+            memcpy((float *)rev->v.data + t * fr, (float *)x->v.data + (5 - t) * fr, fr * sizeof(float));
+    }
+    kn_var *z1 = kn_taehv_encode(&c, m, rev, NULL, NULL);
+    kn_var *x2 = rev ? kn_v_concat(&c, rev, x, 0) : NULL;
+    kn_var *z2 = kn_taehv_encode(&c, m, x2, NULL, NULL);
+    KT_OK(kn_ctx_status(&c));
+    kn_tensor r, a, b;
+    if (z1 && z2 && kn_st_get(ref, "clip6.latents", &r) == KN_OK) {
+        KT_CHECK(z2->v.shape[0] == 2 && z2->v.shape[1] == 2);
+        KT_OK(kn_tensor_slice(&z2->v, 0, 0, 1, &a));
+        KT_OK(kn_tensor_slice(&z2->v, 0, 1, 2, &b));
+        check_close("batch[0] vs the reversed clip alone", &a, &z1->v);
+        check_close("batch[1] vs clip6.latents", &b, &r);
+        KT_CHECK(kt_max_abs_diff(a.data, r.data, kn_tensor_numel(&r)) > 0.01); /* the samples differ */
+    }
+    kn_arena_reset(A, 0);
+    kn_ctx_init(&c, A, NULL);
+    kn_var *zz = kn_v_concat(&c, ref_var(&c, ref, "clip8.latents"), ref_var(&c, ref, "clip6.latents"), 0);
+    kn_var *y = kn_taehv_decode(&c, m, zz, NULL, NULL);
+    KT_OK(kn_ctx_status(&c));
+    static const char *outs[2] = {"clip8.decoded", "clip6.decoded"};
+    for (int i = 0; y && i < 2; i++) {
+        if (kn_st_get(ref, outs[i], &r) != KN_OK) {
+            kt_fail(__FILE__, __LINE__, "fixture has no %s", outs[i]);
+            continue;
+        }
+        KT_OK(kn_tensor_slice(&y->v, 0, i, i + 1, &a));
+        KT_CHECK(kn_tensor_same_shape(&a, &r));
+        check_close(outs[i], &a, &r);
+    }
+    kn_set_threads(1);
+    kn_arena_free(A);
+    kn_st_close(ref);
+    kn_taehv_free(m);
+}
+
 /* encode clip6 and decode its latents: bitwise identical at 1, 2 and 3 threads */
 KT_TEST(taehv_threads_bitwise) {
     kn_taehv *m = load_model();
