@@ -119,6 +119,15 @@ static kn_status png_decode(const uint8_t *data, size_t n, kn_image *im, const c
     memset(im, 0, sizeof *im);
     if (val && nval) val[0] = 0;
     if (n < 8 || png_sig_cmp(data, 0, 8)) return kn_fail(KN_ERR_FORMAT, "not a PNG file (bad signature)");
+    /* the IHDR size is checked here so that the message names it (libpng only says "Invalid
+     * IHDR data" after warnings we do not print) */
+    if (n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
+        if (w == 0 || h == 0 || w > KN_IMAGE_MAX_DIM || h > KN_IMAGE_MAX_DIM)
+            return kn_fail(KN_ERR_FORMAT, "png: image size %ux%u is outside [1, %d]", (unsigned)w, (unsigned)h,
+                           KN_IMAGE_MAX_DIM);
+    }
     png_ctx c = {.data = data, .n = n, .pos = 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, png_err, png_warn);
     if (!png) return kn_fail(KN_ERR_NOMEM, "png: cannot create read struct");
