@@ -6,19 +6,21 @@
  *   - temporal conv:   folded video x (N*T, C, H, W): frame t of sample n lives at row n*T + t,
  *                      so the t stride is C*H*W and the n stride T*C*H*W, kernel (k, 1, 1);
  *   - conv3d:          x (N, C, T, H, W) contiguous.
- * Output positions p = (to, ho, wo) are flattened to P = To*Ho*Wo and cut into fixed tiles of
- * PT positions (PT depends only on the shapes, never on the thread count). A weight of group g is
- * the row-major matrix W_g (Og x K), K = Cg*kt*kh*kw, exactly PyTorch's (O, C/G, kt, kh, kw).
+ * Output positions q = n*P + (to*Ho + ho)*Wo + wo (P = To*Ho*Wo) are cut into tiles of at most PT
+ * columns: several tiles per sample for large images, several whole samples per tile for small
+ * ones (8x8 latents at C = 1280), see tile_at. A weight of group g is the row-major matrix
+ * W_g (Og x K), K = Cg*kt*kh*kw: PyTorch's (O, C/G, kt, kh, kw) as it is, no repacking.
  *
- *   forward   y[n, g, :, tile]       = W_g · col(x[n, g], tile)                  (Og x P)
- *   dx        col2im(W_g[:, blk]ᵀ · dy[n, g, :, tile])  over tiles in order       (per channel block)
- *   dw        dw_g[:, blk]          += Σ_n Σ_tile dy[n, g, :, tile] · col(blk, tile)ᵀ
- *   db        db[o]                 += Σ_n Σ_p dy[n, o, p]                       (double accumulator)
+ *   forward   y[g, oblk, tile]  = W_g[oblk, :] · col(x_g, tile)                    (col: K x np)
+ *   dx        x_g[cblk]        += col2im(W_g[:, cblk]ᵀ · dy[g, :, tile]), tiles of a chunk in order
+ *   dw        dw_g[oblk, cblk] += Σ_tile dy[g, oblk, tile] · col(cblk, tile)ᵀ, all tiles in order
+ *   db        db[o]            += Σ_n Σ_p dy[n, o, p]                             (double accumulator)
  *
- * Work items are (n, g, tile) for forward, (n, g, channel block) for dx and (g, channel block,
- * output-row block) for dw; each item owns disjoint output elements and runs its reduction in a
- * fixed order, so results are bitwise identical for every thread count (items are handed out
- * dynamically only for load balance). GEMMs run single-threaded (kn_gemm_st) inside the items.
+ * Work items are (g, tile, output block) for forward, (chunk, g, channel block) for dx and
+ * (g, channel block, output block) for dw. Every size and block boundary is a function of the
+ * shapes only; each item owns disjoint output elements and runs its reduction in a fixed order,
+ * so results are bitwise identical for every thread count (items are handed out dynamically,
+ * which only balances the load). GEMMs run single-threaded (kn_gemm_st) inside the items.
  *
  * Scratch: one grow-only buffer per worker, grown by the calling thread before the workers start
  * (so the kernels themselves never allocate; a steady sampling loop allocates nothing). */
@@ -385,13 +387,15 @@ static kn_status conv_backward(const cgeom *g, const float *x, const float *w, c
     bwd_ctx c;
     memset(&c, 0, sizeof c);
     c.g = g; c.x = x; c.w = w; c.dy = dy; c.dx = dx; c.dw = dw; c.db = db;
+    /* scratch for the larger of the two phases, before anything is accumulated */
+    int64_t dx_cb = chan_block(g, 256), dw_rows = KN_MIN(g->Cg * g->kk, 512 + g->kk) + KN_MIN(g->Og, 512);
+    KN_TRY(scratch_reserve(nth, (size_t)KN_MAX(dx_cb * g->kk + g->Og, dw_rows) * g->PT));
     if (db)
         kn_parallel_for(g->O, db_task, &c);
     if (dx) {
-        c.cb = chan_block(g, 256);
+        c.cb = dx_cb;
         c.ncb = (g->Cg + c.cb - 1) / c.cb;
         c.nitems = g->nchunks * g->G * c.ncb;
-        KN_TRY(scratch_reserve(nth, (size_t)(c.cb * g->kk + g->Og) * g->PT));
         atomic_init(&c.next, 0);
         kn_parallel(dx_task, &c);
     }
@@ -415,7 +419,7 @@ static kn_status conv_backward(const cgeom *g, const float *x, const float *w, c
         c.ob = (g->Og + nob - 1) / nob;
         c.nob = (g->Og + c.ob - 1) / c.ob;
         c.nitems = g->G * c.ncb * c.nob;
-        KN_TRY(scratch_reserve(nth, (size_t)(c.cb * g->kk + c.ob) * g->PT));
+        KN_ASSERT((size_t)(c.cb * g->kk + c.ob) * g->PT <= scratch_cap[0]);
         atomic_init(&c.next, 0);
         kn_parallel(dw_task, &c);
     }
