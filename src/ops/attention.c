@@ -290,27 +290,48 @@ typedef struct {
     int64_t nqb, ntasks;
 } fwd_ctx;
 
-/* Qt[c][i] = x[i*sl + c] for i < nq, 0 for nq <= i < ld. */
-static void pack_t(float *Qt, int64_t ld, const float *x, int64_t sl, int64_t nq, int64_t ncol) {
+/* Qt[c][i] = mul * x[i*sl + c] for i < nq, 0 for nq <= i < ld. */
+static void pack_t(float *Qt, int64_t ld, const float *x, int64_t sl, int64_t nq, int64_t ncol, float mul) {
     for (int64_t c = 0; c < ncol; c++) {
         float *dst = Qt + c * ld;
         for (int64_t i = 0; i < nq; i++)
-            dst[i] = x[i * sl + c];
+            dst[i] = mul * x[i * sl + c];
         for (int64_t i = nq; i < ld; i++)
             dst[i] = 0.0f;
     }
 }
 
-/* St (nk, ld) *= scale, += mask rows i0.. (mask row-major (Lq, Lk), cols j0..). Padded query
- * columns i >= nq keep finite values (from zero queries). */
-static void scale_mask(float *St, int64_t ld, int64_t nk, int64_t nq, float scale, const float *mrow, int64_t Lk) {
+/* Row i < nq of dst (row stride dsl) gets (acc ? += : =) mul[i] * Ot[c][i] for c < ncol. */
+static void unpack_t(float *dst, int64_t dsl, const float *Ot, int64_t ld, int64_t nq, int64_t ncol,
+                     const float *mul, int acc) {
+    for (int64_t i = 0; i < nq; i++) {
+        float *row = dst + i * dsl;
+        int64_t c = 0;
+#ifdef __AVX512F__
+        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512 vm = _mm512_set1_ps(mul[i]);
+        for (; c < ncol; c += 16) {
+            __mmask16 mk = (__mmask16)(ncol - c >= 16 ? 0xffff : (1u << (ncol - c)) - 1);
+            __m512i idx = _mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32((int)c)),
+                                             _mm512_set1_epi32((int)ld));
+            __m512 g = _mm512_mul_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, Ot + i, 4), vm);
+            if (acc)
+                g = _mm512_add_ps(g, _mm512_maskz_loadu_ps(mk, row + c));
+            _mm512_mask_storeu_ps(row + c, mk, g);
+        }
+#endif
+        for (; c < ncol; c++)
+            row[c] = acc ? row[c] + mul[i] * Ot[c * ld + i] : mul[i] * Ot[c * ld + i];
+    }
+}
+
+/* St (nk, ld) += mask rows i0.. (mask row-major (Lq, Lk), cols j0..), for queries i < nq. The
+ * scale is already in Qt. */
+static void add_mask(float *St, int64_t ld, int64_t nk, int64_t nq, const float *mrow, int64_t Lk) {
     for (int64_t j = 0; j < nk; j++) {
         float *s = St + j * ld;
-        for (int64_t i = 0; i < ld; i++)
-            s[i] *= scale;
-        if (mrow)
-            for (int64_t i = 0; i < nq; i++)
-                s[i] += mrow[i * Lk + j];
+        for (int64_t i = 0; i < nq; i++)
+            s[i] += mrow[i * Lk + j];
     }
 }
 
@@ -369,7 +390,7 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     float *m = Ot + d->Dv * ld;      /* (ld) */
     float *l = m + QB, *alpha = l + QB;
 
-    pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D);
+    pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
     memset(Ot, 0, (size_t)(d->Dv * ld) * sizeof(float));
     for (int64_t i = 0; i < ld; i++)
         m[i] = -INFINITY, l[i] = 0.0f;
@@ -381,7 +402,8 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     for (int64_t j0 = 0; j0 < d->Lk; j0 += KB) {
         int64_t nk = KN_MIN(KB, d->Lk - j0);
         tile_gemm(nk, ld, d->D, kb + j0 * d->ksl, d->ksl, 1, Qt, ld, St, ld, 0);
-        scale_mask(St, ld, nk, nq, c->scale, mrow ? mrow + j0 : NULL, d->Lk);
+        if (mrow)
+            add_mask(St, ld, nk, nq, mrow + j0, d->Lk);
         online_softmax(St, ld, nk, m, l, alpha);
         if (j0 > 0)
             for (int64_t cc = 0; cc < d->Dv; cc++) {
@@ -394,13 +416,11 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     }
     float *ob = c->o + b * c->osb + i0 * c->osl + h * d->Dv;
     for (int64_t i = 0; i < nq; i++) {
-        float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-        float *orow = ob + i * c->osl;
-        for (int64_t cc = 0; cc < d->Dv; cc++)
-            orow[cc] = Ot[cc * ld + i] * inv;
+        alpha[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* a fully masked row: o = 0 */
         if (c->lse)
             c->lse[bh * d->Lq + i0 + i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
     }
+    unpack_t(ob, c->osl, Ot, ld, nq, d->Dv, alpha, 0);
 }
 
 static void fwd_worker(int ith, int nth, void *p) {
@@ -453,7 +473,8 @@ static void bwd_scores(const bwd_ctx *c, int64_t b, int64_t bh, int64_t i0, int6
     const float *mrow = NULL;
     if (c->mask)
         mrow = c->mask + (d->mask_b == 1 ? 0 : b) * d->Lq * d->Lk + i0 * d->Lk + j0;
-    scale_mask(St, ld, nk, nq, c->scale, mrow, d->Lk);
+    if (mrow)
+        add_mask(St, ld, nk, nq, mrow, d->Lk);
     for (int64_t i = 0; i < ld; i++) {
         float L = i < nq ? c->lse[bh * d->Lq + i0 + i] : -INFINITY;
         lsev[i] = L == -INFINITY ? INFINITY : L; /* exp(s - inf) = 0: no contribution */
@@ -498,8 +519,8 @@ static void bwd_kv_task(const bwd_ctx *c, int64_t t, float *ws) {
         int64_t nq = KN_MIN(QB, d->Lq - i0), ld = round16(nq);
         const float *qp = c->q + b * d->qsb + i0 * d->qsl + h * d->D;
         const float *gp = c->dout + b * c->gsb + i0 * c->gsl + h * d->Dv;
-        pack_t(Qt, ld, qp, d->qsl, nq, d->D);
-        pack_t(dOt, ld, gp, c->gsl, nq, d->Dv);
+        pack_t(Qt, ld, qp, d->qsl, nq, d->D, c->scale);
+        pack_t(dOt, ld, gp, c->gsl, nq, d->Dv, 1.0f);
         tile_gemm(nk, ld, d->D, kp, d->ksl, 1, Qt, ld, St, ld, 0);
         tile_gemm(nk, ld, d->Dv, vp, d->vsl, 1, dOt, ld, dPt, ld, 0);
         bwd_scores(c, b, bh, i0, nq, ld, j0, nk, St, dPt, lsev, Dvec);
@@ -535,8 +556,8 @@ static void bwd_q_task(const bwd_ctx *c, int64_t t, float *ws) {
     float *St = dOt + d->Dv * QB;  /* (KB, ld) */
     float *dPt = St + KB * QB;     /* (KB, ld) */
     float *lsev = dPt + KB * QB, *Dvec = lsev + QB;
-    pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D);
-    pack_t(dOt, ld, c->dout + b * c->gsb + i0 * c->gsl + h * d->Dv, c->gsl, nq, d->Dv);
+    pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
+    pack_t(dOt, ld, c->dout + b * c->gsb + i0 * c->gsl + h * d->Dv, c->gsl, nq, d->Dv, 1.0f);
     memset(dQt, 0, (size_t)(d->D * ld) * sizeof(float));
     const float *kb = c->k + b * d->ksb + h * d->D;
     const float *vb = c->v + b * d->vsb + h * d->Dv;
@@ -550,8 +571,8 @@ static void bwd_q_task(const bwd_ctx *c, int64_t t, float *ws) {
     }
     float *dst = c->dq + b * c->dqsb + i0 * c->dqsl + h * d->D;
     for (int64_t i = 0; i < nq; i++)
-        for (int64_t x = 0; x < d->D; x++)
-            dst[i * c->dqsl + x] += c->scale * dQt[x * ld + i];
+        lsev[i] = c->scale;
+    unpack_t(dst, c->dqsl, dQt, ld, nq, d->D, lsev, 1);
 }
 
 /* D_i = sum_c dO[i][c] O[i][c] per head, one item per (b, i) row; double accumulation. */
