@@ -172,6 +172,7 @@ KT_TEST(image_malformed_inputs_give_one_line_errors) {
     KT_CHECK(kt_run(out, sizeof out, "ffmpeg -v error -i '%s' -y '%s'", src, path) == 0);
     KT_OK(kn_read_file(path, 1 << 20, &d, &n));
     KT_CHECK(kn_image_read_mem(d, n / 2, &im) == KN_ERR_FORMAT && one_line_error());
+    KT_CHECK(kn_image_read_mem(d, n - 40, &im) == KN_ERR_FORMAT && strstr(kn_last_error(), "Premature end"));
     KT_CHECK(kn_image_read_mem(d, 2, &im) == KN_ERR_FORMAT && one_line_error());
     free(d);
     KT_CHECK(kn_image_read_mem((const uint8_t *)"hello world", 11, &im) == KN_ERR_FORMAT && one_line_error());

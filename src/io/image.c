@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -217,6 +218,11 @@ static void jpg_error_exit(j_common_ptr cinfo) {
     longjmp(e->jb, 1);
 }
 static void jpg_output_message(j_common_ptr cinfo) { (void)cinfo; }
+/* libjpeg only warns when the data ends early and pads the image with gray: a truncated file
+ * is an error here, like in the other readers. Other warnings stay silent. */
+static void jpg_emit_message(j_common_ptr cinfo, int level) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpg_error_exit(cinfo);
+}
 
 kn_status kn_image_read_jpeg_mem(const uint8_t *data, size_t n, kn_image *im) {
     memset(im, 0, sizeof *im);
@@ -228,6 +234,7 @@ kn_status kn_image_read_jpeg_mem(const uint8_t *data, size_t n, kn_image *im) {
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = jpg_error_exit;
     err.pub.output_message = jpg_output_message;
+    err.pub.emit_message = jpg_emit_message;
     if (setjmp(err.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(out);

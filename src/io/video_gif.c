@@ -372,7 +372,8 @@ kn_status kn_video_read_gif_mem(const uint8_t *data, size_t n, kn_video *v) {
     }
     goto done;
 gif_fail:
-    st = kn_fail(KN_ERR_FORMAT, "gif: %s at frame %zu", gif_err(gif->Error), nframes);
+    st = kn_fail(KN_ERR_FORMAT, "gif: %s at frame %zu",
+                 gif->Error == D_GIF_ERR_READ_FAILED ? "file is truncated" : gif_err(gif->Error), nframes);
 done:
     DGifCloseFile(gif, &err);
     free(canvas);
