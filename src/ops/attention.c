@@ -290,8 +290,56 @@ typedef struct {
     int64_t nqb, ntasks;
 } fwd_ctx;
 
-/* Qt[c][i] = mul * x[i*sl + c] for i < nq, 0 for nq <= i < ld. */
+#ifdef __AVX512F__
+/* out[c] (lanes r) = src[r*sl + c] for r < nr, c < n (a 16x16 in-register transpose: 32-bit and
+ * 64-bit unpacks, then two rounds of 128-bit lane shuffles); other lanes and columns are 0. */
+static inline __attribute__((always_inline)) void tr16(const float *src, int64_t sl, int nr, int n, __m512 out[16]) {
+    __m512 r[16], t[16], u[16];
+    __mmask16 cm = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(cm, src + i * sl) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) { /* u[4k+m], 128-bit lane L: column 4L+m of rows 4k..4k+3 */
+        __m512d A = _mm512_castps_pd(t[4 * k]), B = _mm512_castps_pd(t[4 * k + 1]);
+        __m512d C = _mm512_castps_pd(t[4 * k + 2]), D = _mm512_castps_pd(t[4 * k + 3]);
+        u[4 * k + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(A, C));
+        u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(A, C));
+        u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(B, D));
+        u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(B, D));
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {
+        __m512 x0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44), x1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xee);
+        __m512 y0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44), y1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xee);
+        out[m] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+        out[4 + m] = _mm512_shuffle_f32x4(x0, y0, 0xdd);
+        out[8 + m] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+        out[12 + m] = _mm512_shuffle_f32x4(x1, y1, 0xdd);
+    }
+}
+#endif
+
+/* Qt[c][i] = mul * x[i*sl + c] for i < nq, 0 for nq <= i < ld (ld a multiple of 16). */
 static void pack_t(float *Qt, int64_t ld, const float *x, int64_t sl, int64_t nq, int64_t ncol, float mul) {
+#ifdef __AVX512F__
+    const __m512 vm = _mm512_set1_ps(mul);
+    __m512 out[16];
+    for (int64_t i0 = 0; i0 < ld; i0 += 16) {
+        int nr = (int)KN_MAX(0, KN_MIN(16, nq - i0));
+        for (int64_t c0 = 0; c0 < ncol; c0 += 16) {
+            int n = (int)KN_MIN(16, ncol - c0);
+            tr16(x + i0 * sl + c0, sl, nr, n, out);
+            for (int c = 0; c < n; c++)
+                _mm512_storeu_ps(Qt + (c0 + c) * ld + i0, _mm512_mul_ps(out[c], vm));
+        }
+    }
+#else
     for (int64_t c = 0; c < ncol; c++) {
         float *dst = Qt + c * ld;
         for (int64_t i = 0; i < nq; i++)
@@ -299,30 +347,36 @@ static void pack_t(float *Qt, int64_t ld, const float *x, int64_t sl, int64_t nq
         for (int64_t i = nq; i < ld; i++)
             dst[i] = 0.0f;
     }
+#endif
 }
 
 /* Row i < nq of dst (row stride dsl) gets (acc ? += : =) mul[i] * Ot[c][i] for c < ncol. */
 static void unpack_t(float *dst, int64_t dsl, const float *Ot, int64_t ld, int64_t nq, int64_t ncol,
                      const float *mul, int acc) {
-    for (int64_t i = 0; i < nq; i++) {
-        float *row = dst + i * dsl;
-        int64_t c = 0;
 #ifdef __AVX512F__
-        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __m512 vm = _mm512_set1_ps(mul[i]);
-        for (; c < ncol; c += 16) {
-            __mmask16 mk = (__mmask16)(ncol - c >= 16 ? 0xffff : (1u << (ncol - c)) - 1);
-            __m512i idx = _mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32((int)c)),
-                                             _mm512_set1_epi32((int)ld));
-            __m512 g = _mm512_mul_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, Ot + i, 4), vm);
-            if (acc)
-                g = _mm512_add_ps(g, _mm512_maskz_loadu_ps(mk, row + c));
-            _mm512_mask_storeu_ps(row + c, mk, g);
+    __m512 out[16];
+    for (int64_t i0 = 0; i0 < nq; i0 += 16) {
+        int n = (int)KN_MIN(16, nq - i0);
+        for (int64_t c0 = 0; c0 < ncol; c0 += 16) {
+            int nr = (int)KN_MIN(16, ncol - c0);
+            __mmask16 cm = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+            tr16(Ot + c0 * ld + i0, ld, nr, n, out);
+            for (int i = 0; i < n; i++) {
+                float *row = dst + (i0 + i) * dsl + c0;
+                __m512 g = _mm512_mul_ps(out[i], _mm512_set1_ps(mul[i0 + i]));
+                if (acc)
+                    g = _mm512_add_ps(g, _mm512_maskz_loadu_ps(cm, row));
+                _mm512_mask_storeu_ps(row, cm, g);
+            }
+        }
+    }
+#else
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t c = 0; c < ncol; c++) {
+            float v = mul[i] * Ot[c * ld + i];
+            dst[i * dsl + c] = acc ? dst[i * dsl + c] + v : v;
         }
 #endif
-        for (; c < ncol; c++)
-            row[c] = acc ? row[c] + mul[i] * Ot[c * ld + i] : mul[i] * Ot[c * ld + i];
-    }
 }
 
 /* St (nk, ld) += mask rows i0.. (mask row-major (Lq, Lk), cols j0..), for queries i < nq. The
