@@ -6,6 +6,7 @@
 
 #include "io/tae_load.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *fx(char *buf, size_t n, const char *file) {
@@ -297,6 +298,63 @@ KT_TEST(taesd_sd1_layout_loads) {
         kn_taesd_free(m);
     }
     kn_tensor_free(&w1c);
+    kn_st_close(se);
+    kn_st_close(sd);
+}
+
+/* The same TAEF2 weights under diffusers AutoencoderTiny names, in one combined file
+ * (encoder.layers.i = i, decoder.layers.i = i + 1), load and give bitwise the same outputs. */
+KT_TEST(taesd_diffusers_names_load) {
+    char e[1024], d[1024], comb[1024], name[160];
+    fx(e, sizeof e, "taef2_encoder.safetensors");
+    fx(d, sizeof d, "taef2_decoder.safetensors");
+    snprintf(comb, sizeof comb, "%s/diffusion_pytorch_model.safetensors", kt_tmpdir());
+    kn_safetensors *se = kn_st_open(e), *sd = kn_st_open(d);
+    KT_CHECK(se && sd);
+    if (!se || !sd) { if (se) kn_st_close(se); if (sd) kn_st_close(sd); return; }
+    kn_st_writer *w = kn_st_writer_new();
+    for (int f = 0; f < 2; f++) {
+        kn_safetensors *st = f ? sd : se;
+        for (int i = 0; i < kn_st_count(st); i++) {
+            const char *n = kn_st_name(st, i);
+            char *rest;
+            long k = strtol(n, &rest, 10);
+            snprintf(name, sizeof name, "%s.layers.%ld%s", f ? "decoder" : "encoder", f ? k - 1 : k, rest);
+            kn_tensor t;
+            KT_OK(kn_st_get(st, n, &t));
+            KT_OK(kn_st_writer_add(w, name, &t));
+        }
+    }
+    KT_OK(kn_st_writer_write(w, comb));
+    kn_st_writer_free(w);
+    kn_taesd *a = kn_taesd_load(e, d), *b = kn_taesd_load(comb, comb);
+    KT_CHECKF(a && b, "%s", kn_last_error());
+    if (a && b) {
+        KT_CHECK(!memcmp(&a->cfg, &b->cfg, sizeof a->cfg));
+        KT_CHECK(a->enc_P.numel == b->enc_P.numel && a->dec_P.numel == b->dec_P.numel);
+        KT_CHECK(!memcmp(a->enc_P.block, b->enc_P.block, a->enc_P.numel * sizeof(float)));
+        KT_CHECK(!memcmp(a->dec_P.block, b->dec_P.block, a->dec_P.numel * sizeof(float)));
+        kn_arena *A = kn_arena_new(32 << 20);
+        kn_ctx c;
+        kn_ctx_init(&c, A, NULL);
+        kn_var *x = kn_var_new(&c, 4, (int64_t[]){1, 3, 24, 32});
+        if (x) kn_rand_fill(x->v.data, kn_tensor_numel(&x->v), 3, 0);
+        kn_var *ya = kn_taesd_decode(&c, a, kn_taesd_encode(&c, a, x, NULL, NULL), NULL, NULL);
+        kn_var *yb = kn_taesd_decode(&c, b, kn_taesd_encode(&c, b, x, NULL, NULL), NULL, NULL);
+        KT_OK(kn_ctx_status(&c));
+        KT_CHECK(ya && yb && !memcmp(ya->v.data, yb->v.data, kn_tensor_nbytes(&ya->v)));
+        kn_arena_free(A);
+    }
+    /* a diffusers file missing one decoder tensor names it with the file's naming */
+    kn_taesd_free(b);
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", kt_tmpdir());
+    KT_OK(rewrite(comb, bad, NULL, "decoder.layers.9.conv.2.weight", NULL));
+    b = kn_taesd_load(bad, bad);
+    KT_CHECK(b == NULL);
+    KT_CHECKF(strstr(kn_last_error(), "decoder.layers.9.conv.2.weight") != NULL, "message: %s", kn_last_error());
+    kn_taesd_free(a);
+    kn_taesd_free(b);
     kn_st_close(se);
     kn_st_close(sd);
 }

@@ -17,7 +17,11 @@ kn_status kn_taesd_config_from_weights(const kn_safetensors *enc, const kn_safet
 kn_taesd *kn_taesd_from_weights(const kn_safetensors *enc, const kn_safetensors *dec);
 
 /* Opens taesd_encoder / taesd_decoder style .safetensors files (either path may be NULL) and
- * loads them. F16/BF16 weights are converted to F32. NULL + message on failure. */
+ * loads them. F16/BF16 weights are converted to F32. A file may also use diffusers'
+ * AutoencoderTiny names ("encoder.layers.N..." / "decoder.layers.N..."): pass the same
+ * diffusion_pytorch_model.safetensors as both paths to load both networks from it. The model
+ * still takes and returns images in [0, 1] (diffusers' wrapper maps to [-1, 1] outside).
+ * NULL + message on failure. */
 kn_taesd *kn_taesd_load(const char *encoder_path, const char *decoder_path);
 
 /* Reads a TAEHV config from "encoder.*" / "decoder.*" weights (taew2_1 / taehv layout: patch 1).
