@@ -222,6 +222,15 @@ static void tile_load(const cgeom *g, const float *yno, int64_t no, int64_t p0, 
     }
 }
 
+/* When the tile's positions lie in one sample and y keeps positions dense (contiguous NCHW or
+ * NCTHW), the tile is the matrix at yno + n*ys[0] + p with row stride ys[1]: GEMMs read or write
+ * y in place, with no copy. Returns the offset of the tile from yno, or -1. */
+static int64_t tile_direct(const cgeom *g, int64_t q0) {
+    if (g->P < g->PT || g->ys[4] != 1 || (g->Ho > 1 && g->ys[3] != g->Wo) || (g->To > 1 && g->ys[2] != g->HWo))
+        return -1;
+    return (q0 / g->P) * g->ys[0] + q0 % g->P;
+}
+
 /* ------------------------------------------------------------------ scratch */
 
 #define CONV_MAX_THREADS 256
@@ -268,8 +277,20 @@ static void fwd_task(int ith, int nth, void *p) {
         int64_t o0 = gi * g->Og + ob * c->ob, no = KN_MIN(c->ob, g->Og - ob * c->ob);
         tile_at(g, tl, &p0, &np);
         im2col(g, c->x + gi * g->Cg * g->xs[1], 0, g->Cg, p0, np, col);
-        gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, tile, np);
-        tile_store(g, tile, c->b ? c->b + o0 : NULL, no, p0, np, c->y + o0 * g->ys[1]);
+        int64_t d = tile_direct(g, p0);
+        if (d >= 0) { /* straight into y, then the bias: the same float operations as tile_store */
+            float *yt = c->y + o0 * g->ys[1] + d;
+            gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, yt, g->ys[1]);
+            if (c->b)
+                for (int64_t o = 0; o < no; o++) {
+                    float bv = c->b[o0 + o], *yr = yt + o * g->ys[1];
+                    for (int64_t i = 0; i < np; i++)
+                        yr[i] += bv;
+                }
+        } else {
+            gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, tile, np);
+            tile_store(g, tile, c->b ? c->b + o0 : NULL, no, p0, np, c->y + o0 * g->ys[1]);
+        }
     }
 }
 
@@ -329,8 +350,13 @@ static void dx_task(int ith, int nth, void *p) {
         for (int64_t tl = ch * g->tpc; tl < (ch + 1) * g->tpc; tl++) {
             int64_t p0, np;
             tile_at(g, tl, &p0, &np);
-            tile_load(g, dyg, g->Og, p0, np, tile);
-            gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, tile, np, 0.0f, dcol, np);
+            int64_t d = tile_direct(g, p0);
+            if (d >= 0)
+                gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, dyg + d, g->ys[1], 0.0f, dcol, np);
+            else {
+                tile_load(g, dyg, g->Og, p0, np, tile);
+                gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, tile, np, 0.0f, dcol, np);
+            }
             col2im(g, dcol, c0, nc, p0, np, dxg);
         }
     }
@@ -357,8 +383,13 @@ static void dw_task(int ith, int nth, void *p) {
             int64_t p0, np;
             tile_at(g, tl, &p0, &np);
             im2col(g, xg, c0, nc, p0, np, col);
-            tile_load(g, dyg, no, p0, np, tile);
-            gemm(0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
+            int64_t d = tile_direct(g, p0);
+            if (d >= 0)
+                gemm(0, 1, no, nc * g->kk, np, 1.0f, dyg + d, g->ys[1], col, np, 1.0f, dwb, g->K);
+            else {
+                tile_load(g, dyg, no, p0, np, tile);
+                gemm(0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
+            }
         }
     }
 }
