@@ -259,8 +259,10 @@ static int cmd_bench(int argc, char **argv) {
             bench_gemm(&o, th, peak, "gemm_linear", 0, 1, 1024, 1280, 320);
             bench_gemm(&o, th, peak, "gemm_tn", 1, 0, 1024, 1024, 1024);
         }
-        if (bench_ops_more)
+        if (bench_ops_more) {
+            kn_set_threads(th);
             bench_ops_more(o.json, o.quick, th, peak, bw);
+        }
     }
     kn_set_threads(prev);
     return 0;
