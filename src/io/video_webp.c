@@ -160,6 +160,12 @@ kn_status kn_video_read_webp_mem(const uint8_t *d, size_t n, kn_video *v) {
     for (size_t i = 0; i < nf && st == KN_OK; i++) {
         webp_frame *f = &fr[i];
         int w, h;
+        /* check the bitstream's own size before decoding allocates it */
+        if (!WebPGetInfo(f->data, f->n, &w, &h) || w != f->w || h != f->h || f->x + w > W || f->y + h > H) {
+            st = kn_fail(KN_ERR_FORMAT, "webp: frame %zu header (%dx%d) does not match its %dx%d at %d,%d on the "
+                                        "%dx%d canvas", i, w, h, f->w, f->h, f->x, f->y, W, H);
+            break;
+        }
         uint8_t *px = WebPDecodeRGBA(f->data, f->n, &w, &h);
         if (!px) {
             st = kn_fail(KN_ERR_FORMAT, "webp: frame %zu does not decode", i);
