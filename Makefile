@@ -1,7 +1,8 @@
 # kinema — plain GNU Make build. See docs/design.md ("Build") for why Make and not CMake.
 #
 #   make              build/kinema and build/kinema-tests (optimised, -march=native)
-#   make test         build, then run the whole test suite
+#   make test         build, then run the test suite
+#   make check        the full suite as CI runs it (tests, sanitizer tests, fuzzing smoke run)
 #   make SAN=1 test   the same in build-san/ with AddressSanitizer + UBSan
 #   make NATIVE=0     portable x86-64 build (no -march=native)
 #   make bench        build/kinema bench ops
@@ -56,6 +57,10 @@ $(BUILD)/%.o: %.c
 test: all
 	./scripts/test $(BUILD)
 
+# the full suite as CI runs it: tests, the same under ASan+UBSan, and a fuzzing smoke run
+check:
+	./scripts/check
+
 bench: $(BUILD)/kinema
 	$(BUILD)/kinema bench ops
 
@@ -65,5 +70,5 @@ fuzz:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all test bench fuzz clean
+.PHONY: all test check bench fuzz clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
