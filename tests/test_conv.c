@@ -184,11 +184,13 @@ static void from_folded(const float *f, float *v, int64_t N, int64_t C, int64_t 
 }
 
 KT_TEST(conv_temporal_and_conv3d_match_naive) {
-    /* temporal: N=2, C=5, T=6, H=3, W=5, O=7, k=3, pads (1,1), then (2,0) (causal) */
-    int64_t N = 2, C = 5, T = 6, H = 3, W = 5, O = 7, HW = H * W;
-    int pads[2][2] = {{1, 1}, {2, 0}};
-    for (int pi = 0; pi < 2; pi++) {
-        int pf = pads[pi][0], pb = pads[pi][1], k = 3;
+    /* temporal, k = 3: small frames with pads (1,1) and (2,0) (causal); 16x16 frames with
+     * C = 90 (K >= 256: 256-wide tiles inside one frame, GEMMs straight on y) */
+    static const int64_t cfg[3][8] = {{2, 5, 6, 3, 5, 7, 1, 1}, {2, 5, 6, 3, 5, 7, 2, 0}, {1, 90, 3, 16, 16, 8, 1, 1}};
+    for (int pi = 0; pi < 3; pi++) {
+        int64_t N = cfg[pi][0], C = cfg[pi][1], T = cfg[pi][2], H = cfg[pi][3], W = cfg[pi][4], O = cfg[pi][5];
+        int64_t HW = H * W;
+        int pf = (int)cfg[pi][6], pb = (int)cfg[pi][7], k = 3;
         int64_t To = T + pf + pb - k + 1;
         ngeom g = {N, C, T, H, W, O, 1, k, 1, 1, 1, 1, 1, pf, 0, 0, To, H, W};
         int64_t nx = N * C * T * HW, ny = N * O * To * HW, nw = O * C * k;

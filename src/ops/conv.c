@@ -222,13 +222,18 @@ static void tile_load(const cgeom *g, const float *yno, int64_t no, int64_t p0, 
     }
 }
 
-/* When the tile's positions lie in one sample and y keeps positions dense (contiguous NCHW or
- * NCTHW), the tile is the matrix at yno + n*ys[0] + p with row stride ys[1]: GEMMs read or write
- * y in place, with no copy. Returns the offset of the tile from yno, or -1. */
-static int64_t tile_direct(const cgeom *g, int64_t q0) {
-    if (g->P < g->PT || g->ys[4] != 1 || (g->Ho > 1 && g->ys[3] != g->Wo) || (g->To > 1 && g->ys[2] != g->HWo))
+/* When the tile's positions are dense in y — inside one sample of a contiguous NCHW / NCTHW y,
+ * or inside one frame (folded video) — the tile is the matrix at yno + offset with row stride
+ * ys[1]: GEMMs read or write y in place, with no copy. Returns that offset, or -1. */
+static int64_t tile_direct(const cgeom *g, int64_t q0, int64_t nq) {
+    if (g->ys[4] != 1 || (g->Ho > 1 && g->ys[3] != g->Wo))
         return -1;
-    return (q0 / g->P) * g->ys[0] + q0 % g->P;
+    int64_t n = q0 / g->P, p = q0 % g->P, to = p / g->HWo, r = p % g->HWo;
+    if (r + nq <= g->HWo) /* one frame */
+        return n * g->ys[0] + to * g->ys[2] + r;
+    if (p + nq <= g->P && (g->To == 1 || g->ys[2] == g->HWo)) /* one dense sample */
+        return n * g->ys[0] + p;
+    return -1;
 }
 
 /* ------------------------------------------------------------------ scratch */
@@ -277,7 +282,7 @@ static void fwd_task(int ith, int nth, void *p) {
         int64_t o0 = gi * g->Og + ob * c->ob, no = KN_MIN(c->ob, g->Og - ob * c->ob);
         tile_at(g, tl, &p0, &np);
         im2col(g, c->x + gi * g->Cg * g->xs[1], 0, g->Cg, p0, np, col);
-        int64_t d = tile_direct(g, p0);
+        int64_t d = tile_direct(g, p0, np);
         if (d >= 0) { /* straight into y, then the bias: the same float operations as tile_store */
             float *yt = c->y + o0 * g->ys[1] + d;
             gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, yt, g->ys[1]);
@@ -350,7 +355,7 @@ static void dx_task(int ith, int nth, void *p) {
         for (int64_t tl = ch * g->tpc; tl < (ch + 1) * g->tpc; tl++) {
             int64_t p0, np;
             tile_at(g, tl, &p0, &np);
-            int64_t d = tile_direct(g, p0);
+            int64_t d = tile_direct(g, p0, np);
             if (d >= 0)
                 gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, dyg + d, g->ys[1], 0.0f, dcol, np);
             else {
@@ -383,7 +388,7 @@ static void dw_task(int ith, int nth, void *p) {
             int64_t p0, np;
             tile_at(g, tl, &p0, &np);
             im2col(g, xg, c0, nc, p0, np, col);
-            int64_t d = tile_direct(g, p0);
+            int64_t d = tile_direct(g, p0, np);
             if (d >= 0)
                 gemm(0, 1, no, nc * g->kk, np, 1.0f, dyg + d, g->ys[1], col, np, 1.0f, dwb, g->K);
             else {
