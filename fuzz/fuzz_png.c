@@ -8,6 +8,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static volatile unsigned sink; /* keeps the pixel reads from being optimised away */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int init;
     if (!init) {
@@ -16,8 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     kn_image im;
     if (kn_image_read_png_mem(data, size, &im) == KN_OK) {
-        volatile unsigned s = 0;
+        unsigned s = 0;
         for (size_t i = 0; i < (size_t)im.height * im.width * 3; i++) s += im.rgb[i];
+        sink = s;
         kn_image_free(&im);
     }
     return 0;
