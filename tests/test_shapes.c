@@ -381,6 +381,27 @@ KT_TEST(shapes_temporal_metrics) {
     KT_OK(kn_shapes_flicker(clip, T, H, W, &fl));
     KT_NEAR(fl, 20.0, 1e-9);
     KT_CHECK(kn_shapes_flicker(clip, 0, H, W, &fl) == KN_ERR_ARG);
+
+    /* degenerate clips are scored, not crashed on, and are not exactly right */
+    enum { T2 = 8, S = 64 };
+    static uint8_t junk[T2 * S * S * 3];
+    kn_shapes_caption c;
+    kn_shapes_score sc;
+    KT_OK(kn_shapes_parse("a large white square standing still", &c));
+    memset(junk, 235, sizeof junk); /* one white frame-filling blob */
+    KT_OK(kn_shapes_score_clip(junk, T2, S, S, 16, &c, &sc));
+    KT_CHECK(!sc.exact && sc.obj[0].present && !sc.obj[0].shape_ok && !sc.obj[0].size_ok);
+    float u[256];
+    for (size_t i = 0; i < sizeof junk; i += 256) { /* uniform noise */
+        kn_rand_fill(u, 256, 99, i);
+        for (int k = 0; k < 256 && i + k < sizeof junk; k++)
+            junk[i + k] = (uint8_t)(u[k] * 255.0f);
+    }
+    KT_OK(kn_shapes_score_clip(junk, T2, S, S, 16, &c, &sc));
+    KT_CHECK(!sc.exact && sc.flicker > 0.0f);
+    KT_CHECK(kn_shapes_score_clip(junk, T2, S, S, 6, &c, &sc) == KN_ERR_ARG && strstr(kn_last_error(), "fps 6"));
+    c.n = 3;
+    KT_CHECK(kn_shapes_score_clip(junk, T2, S, S, 16, &c, &sc) == KN_ERR_ARG);
 }
 
 /* `kinema data`: sample prints the library's captions; render -> file -> score round trip. */

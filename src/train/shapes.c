@@ -978,13 +978,15 @@ kn_status kn_shapes_score_clip(const uint8_t *clip, int T, int H, int W, int fps
             r->side = median(sides, nclean);
             /* square ~1.0 | circle ~0.785 | triangle ~0.5 with asym ~0.5 (0 for the others);
              * a small triangle's mask at 64 px fills up to ~0.68 of its box, so asym decides */
-            if (r->fill >= 0.89f)
+            if (r->side > 64.0f)
+                r->shape_found = -1; /* a blob 1.5x the large size is no object of the dataset */
+            else if (r->fill >= 0.89f)
                 r->shape_found = KN_SHAPE_SQUARE;
             else if (r->asym >= 0.2f && r->fill >= 0.3f && r->fill < 0.75f)
                 r->shape_found = KN_SHAPE_TRIANGLE;
             else if (r->fill >= 0.64f && fabsf(r->asym) < 0.15f)
                 r->shape_found = KN_SHAPE_CIRCLE;
-            r->size_found = r->side < 32.0f ? KN_SIZE_SMALL : KN_SIZE_LARGE;
+            r->size_found = r->side < 32.0f ? KN_SIZE_SMALL : (r->side <= 64.0f ? KN_SIZE_LARGE : 0);
         }
         r->shape_ok = r->shape_found == (int)ob->shape;
         r->size_ok = ob->size == KN_SIZE_UNSPECIFIED || (nclean && r->size_found == (int)ob->size);
