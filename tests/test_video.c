@@ -478,3 +478,59 @@ KT_TEST(video_convert_cli) {
     KT_CHECK(rc != 0 && strstr(out, "--size"));
     kn_video_free(&v);
 }
+
+/* A hand-made GIF exercising what our writer never emits: partial frames, disposal 3 (restore
+ * previous) and 2 (clear to background), a transparent index, an interlaced frame. */
+#include <gif_lib.h>
+KT_TEST(video_gif_reader_disposal_partial_transparent_interlaced) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/hand.gif", kt_tmpdir());
+    int err = 0;
+    GifFileType *g = EGifOpenFileName(path, false, &err);
+    KT_CHECK(g != NULL);
+    if (!g) return;
+    EGifSetGifVersion(g, true);
+    GifColorType cols[4] = {{0, 0, 0}, {255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+    ColorMapObject *cm = GifMakeMapObject(4, cols);
+    KT_CHECK(EGifPutScreenDesc(g, 4, 4, 2, 0, cm) == GIF_OK);
+    struct { int x, y, w, h, disposal, transp, interlace; GifByteType px[16]; } fr[5] = {
+        {0, 0, 4, 4, DISPOSE_DO_NOT, -1, 0, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+        {1, 1, 2, 2, DISPOSE_PREVIOUS, -1, 0, {2, 2, 2, 2}},
+        {0, 0, 2, 2, DISPOSE_BACKGROUND, -1, 0, {3, 3, 3, 3}},
+        {2, 3, 2, 1, DISPOSE_DO_NOT, 0, 0, {0, 2}},
+        /* interlaced: rows go out in the order 0, 2, 1, 3; row y has colour y */
+        {0, 0, 4, 4, DISPOSE_DO_NOT, -1, 1, {0, 0, 0, 0, 2, 2, 2, 2, 1, 1, 1, 1, 3, 3, 3, 3}},
+    };
+    for (int i = 0; i < 5; i++) {
+        GraphicsControlBlock gcb = {.DisposalMode = fr[i].disposal, .DelayTime = 10,
+                                    .TransparentColor = fr[i].transp};
+        GifByteType ext[4];
+        EGifGCBToExtension(&gcb, ext);
+        KT_CHECK(EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, 4, ext) == GIF_OK);
+        KT_CHECK(EGifPutImageDesc(g, fr[i].x, fr[i].y, fr[i].w, fr[i].h, fr[i].interlace, NULL) == GIF_OK);
+        for (int y = 0; y < fr[i].h; y++) KT_CHECK(EGifPutLine(g, fr[i].px + y * fr[i].w, fr[i].w) == GIF_OK);
+    }
+    KT_CHECK(EGifCloseFile(g, &err) == GIF_OK);
+    GifFreeMapObject(cm);
+    kn_video v;
+    KT_OK(kn_video_read(path, NULL, &v));
+    KT_CHECK(v.frames == 5 && v.width == 4 && v.height == 4);
+    KT_NEAR(v.fps, 10, 1e-9);
+    if (v.frames != 5) return;
+    /* expected palette index per frame and pixel */
+    static const int want[5][16] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 1, 1, 1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 1, 1, 1},
+        {3, 3, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* frame 1 was undone (disposal 3) */
+        {0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* frame 2's rect cleared; (2,3) transparent */
+        {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+    };
+    for (int t = 0; t < 5; t++)
+        for (int i = 0; i < 16; i++) {
+            const uint8_t *p = kn_video_frame(&v, t) + 3 * i;
+            const GifColorType *c = &cols[want[t][i]];
+            KT_CHECKF(p[0] == c->Red && p[1] == c->Green && p[2] == c->Blue, "frame %d pixel %d: %d,%d,%d", t, i,
+                      p[0], p[1], p[2]);
+        }
+    kn_video_free(&v);
+}
