@@ -1,6 +1,7 @@
 /* video_gif.c — animated GIF through giflib: a median-cut palette over the whole clip, optional
  * ordered dithering, exact frame timing; a reader that composites partial frames with the
  * disposal modes of the GIF89a spec (section 23). */
+#define _GNU_SOURCE /* qsort_r */
 #include "io/video.h"
 
 #include "core/core.h"
@@ -50,10 +51,10 @@ static void box_stats(const ucolor *u, box *b) {
     if (b->hi - b->lo < 2) b->sse = 0;
 }
 
-static int g_sort_axis;
-static int cmp_axis(const void *a, const void *b) {
+static int cmp_axis(const void *a, const void *b, void *axis) {
     const ucolor *x = a, *y = b;
-    int d = ch(x->rgb, g_sort_axis) - ch(y->rgb, g_sort_axis);
+    int k = *(const int *)axis;
+    int d = ch(x->rgb, k) - ch(y->rgb, k);
     return d ? d : (x->rgb > y->rgb) - (x->rgb < y->rgb);
 }
 
@@ -96,8 +97,7 @@ int kn_gif_palette(const kn_video *v, int ncolors, uint8_t *palette) {
             if (boxes[i].sse > 0 && (bi < 0 || boxes[i].sse > boxes[bi].sse)) bi = i;
         if (bi < 0) break;
         box *b = &boxes[bi];
-        g_sort_axis = b->axis;
-        qsort(u + b->lo, b->hi - b->lo, sizeof *u, cmp_axis);
+        qsort_r(u + b->lo, b->hi - b->lo, sizeof *u, cmp_axis, &b->axis);
         double tot = 0, acc = 0;
         for (size_t i = b->lo; i < b->hi; i++) tot += u[i].count;
         size_t m = b->lo + 1;
