@@ -9,8 +9,9 @@
  * docs/perf.md for the measurements behind that default.
  *
  * Determinism. The loop nest is BLIS's: for each column block jc (NC wide) and each K block pc
- * (KC deep, in increasing order), op(B)[pc, jc] is packed once, then C is cut into tasks of
- * MC rows x TN columns whose boundaries depend only on (M, N, K), never on the thread count.
+ * (equal depths <= KC, in increasing order), op(B)[pc, jc] is packed once, then C is cut into
+ * tasks of MC rows x TN columns whose boundaries depend only on (M, N, K), never on the thread
+ * count.
  * Each thread runs a contiguous range of tasks; a task packs its A block and runs the microkernel,
  * which forms the K-block partial sum in k order and adds it into C (beta on the first block).
  * Every element of C therefore sees the same sequence of float operations whatever the thread
@@ -322,7 +323,7 @@ static void own_tasks(int ith, int nth, void *ctx) {
 static void own_gemm(gemm_job *g, int parallel) {
     float *pa = thread_scratch();
     g->pb = pa + PACK_A_FLOATS;
-    /* K blocks of equal depth <= KC (K = 320: 160 + 160, not 256 + 64); a function of K only */
+    /* K blocks of equal depth <= KC (K = 400: 200 + 200, not 384 + 16); a function of K only */
     int64_t nkb = (g->K + KC - 1) / KC, kb = (g->K + nkb - 1) / nkb;
     for (g->jc = 0; g->jc < g->N; g->jc += NC) {
         g->nc = (int)KN_MIN((int64_t)NC, g->N - g->jc);
