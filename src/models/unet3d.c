@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 kn_unet3d_config kn_unet3d_config_default(void) {
     kn_unet3d_config c;
@@ -187,9 +188,29 @@ void kn_unet3d_free(kn_unet3d *u) {
     free(u);
 }
 
+/* KINEMA_PROFILE=1 prints the wall time of every module (time since the previous one). */
+static double prof_last;
+static int prof_on = -1;
+
+static double wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void emit(kn_ctx *c, kn_unet_hook hook, void *user, const char *name, kn_var *v) {
     if (hook && v && c->status == KN_OK)
         hook(name, &v->v, user);
+    if (prof_on < 0) {
+        const char *e = getenv("KINEMA_PROFILE");
+        prof_on = e && *e && *e != '0';
+    }
+    if (prof_on) {
+        double t = wall();
+        if (prof_last > 0)
+            fprintf(stderr, "profile %-40s %8.2f ms\n", name, (t - prof_last) * 1e3);
+        prof_last = t;
+    }
 }
 
 /* One layer of a 3-D block: resnet -> temp_conv -> [attention -> temp_attention]. */
