@@ -2,6 +2,7 @@
  * a diffusers pipeline folder. */
 #include "cli/cli.h"
 #include "io/safetensors.h"
+#include "io/tae_load.h"
 #include "io/t2v_load.h"
 #include "io/video.h"
 
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
@@ -36,6 +39,7 @@ static void usage(FILE *f) {
             "      --strength S        video-to-video: how much to change it, 0..1 (default 0.6)\n"
             "      --decode-chunk N    frames per VAE decode batch (default 4; bounds memory)\n"
             "      --variant fp16      read the *.fp16.safetensors weights\n"
+            "      --vae taesd|taehv   decode with a tiny autoencoder instead (weights: --vae-path FILE|DIR)\n"
             "  -t, --threads N         threads (default: all cores)\n");
 }
 
@@ -68,7 +72,8 @@ static int write_latents(const char *path, const float *lat, const int64_t *shap
 
 static int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
-               *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL;
+               *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL, *vae_kind = NULL,
+               *vae_path = NULL;
     long steps = 25, frames = 16, height = 256, width = 256, clip_skip = 0, chunk = 4, threads = 0;
     uint64_t seed = 0;
     double guidance = 9.0, fps = 8.0, strength = 0.6;
@@ -98,6 +103,8 @@ static int cmd_generate(int argc, char **argv) {
         {"--strength", NULL, KN_OPT_FLOAT, &strength, 0.0001, 1},
         {"--decode-chunk", NULL, KN_OPT_INT, &chunk, 0, 1 << 20},
         {"--variant", NULL, KN_OPT_STR, &variant},
+        {"--vae", NULL, KN_OPT_STR, &vae_kind},
+        {"--vae-path", NULL, KN_OPT_STR, &vae_path},
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
     };
     const char *pos[1];
@@ -117,6 +124,13 @@ static int cmd_generate(int argc, char **argv) {
         return kn_cli_error("generate: no prompt given (kinema generate \"a small red circle moving left\")");
     if (!model)
         return kn_cli_error("generate: no --model given, and no bundled model is installed in models/");
+    int vk = 0; /* 0: the model's VAE, 1: TAESD, 2: TAEHV */
+    if (vae_kind) {
+        if (!strcmp(vae_kind, "taesd")) vk = 1;
+        else if (!strcmp(vae_kind, "taehv")) vk = 2;
+        else if (strcmp(vae_kind, "vae")) return kn_cli_error("generate: --vae must be taesd, taehv or vae, got '%s'", vae_kind);
+        if (vk && !vae_path) return kn_cli_error("generate: --vae %s needs --vae-path FILE|DIR", vae_kind);
+    }
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
     kn_t2v_bundle b;
@@ -124,6 +138,8 @@ static int cmd_generate(int argc, char **argv) {
     if (kn_t2v_load(model, variant, &b) != KN_OK)
         return kn_cli_error("%s", kn_last_error());
     int rc = 1;
+    kn_taesd *tsd = NULL;
+    kn_taehv *thv = NULL;
     float *emb = NULL, *lat0 = NULL, *vlat = NULL, *latents = NULL, *video = NULL;
     uint8_t *rgb = NULL;
     kn_arena *A = NULL;
@@ -138,6 +154,39 @@ static int cmd_generate(int argc, char **argv) {
         b.m.sched_kind = (kn_sched_kind)k;
     }
     b.m.sched.use_karras_sigmas = karras;
+    if (vk == 1) {
+        /* a TAESD decoder file, or the *decoder* file of a folder */
+        char p[1200];
+        struct stat sb;
+        if (stat(vae_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            DIR *d = opendir(vae_path);
+            struct dirent *e;
+            p[0] = 0;
+            while (d && (e = readdir(d)))
+                if (strstr(e->d_name, "decoder") && strstr(e->d_name, ".safetensors"))
+                    snprintf(p, sizeof p, "%s/%s", vae_path, e->d_name);
+            if (d) closedir(d);
+            if (!p[0]) {
+                kn_cli_error("generate: %s holds no *decoder*.safetensors", vae_path);
+                goto done;
+            }
+        } else {
+            snprintf(p, sizeof p, "%s", vae_path);
+        }
+        if (!(tsd = kn_taesd_load(NULL, p))) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+    } else if (vk == 2 && !(thv = kn_taehv_load(vae_path))) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    if ((tsd && tsd->cfg.latent_channels != b.m.unet->cfg.out_channels) ||
+        (thv && thv->cfg.latent_channels != b.m.unet->cfg.out_channels)) {
+        kn_cli_error("generate: the %s decoder takes %lld latent channels, this model makes %d", vae_kind,
+                     (long long)(tsd ? tsd->cfg.latent_channels : thv->cfg.latent_channels), b.m.unet->cfg.out_channels);
+        goto done;
+    }
     fprintf(stderr, "loaded %s in %.1f s (%.0f MiB of weights)\n", model, now() - t0, b.weight_bytes / 1048576.0);
 
     kn_t2v_params par = kn_t2v_params_default();
@@ -215,9 +264,10 @@ static int cmd_generate(int argc, char **argv) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
+    int64_t Fmax = vk == 2 ? 4 * F : F; /* TAEHV makes 4F-3 frames */
     latents = malloc((size_t)(C * F * h * w) * sizeof(float));
-    video = malloc((size_t)(3 * F * par.height * par.width) * sizeof(float));
-    rgb = malloc((size_t)(3 * F * par.height * par.width));
+    video = malloc((size_t)(3 * Fmax * par.height * par.width) * sizeof(float));
+    rgb = malloc((size_t)(3 * Fmax * par.height * par.width));
     if (!latents || !video || !rgb) {
         kn_cli_error("generate: out of memory for a %lldx%dx%d video", (long long)F, par.width, par.height);
         goto done;
@@ -252,7 +302,9 @@ static int cmd_generate(int argc, char **argv) {
     progress pr = {now()};
     par.on_step = on_step;
     par.user = &pr;
-    if (kn_t2v_run(&b.m, A, emb, emb + L * D, L, &par, latents, video) != KN_OK) {
+    if (kn_t2v_run(&b.m, A, emb, emb + L * D, L, &par, latents, vk ? NULL : video) != KN_OK ||
+        (vk == 1 && kn_t2v_decode_taesd(tsd, A, latents, C, F, h, w, (int)chunk, video) != KN_OK) ||
+        (vk == 2 && kn_t2v_decode_taehv(thv, A, latents, C, F, h, w, video, &F) != KN_OK)) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
@@ -276,6 +328,8 @@ done:
     free(video);
     free(rgb);
     kn_arena_free(A);
+    kn_taesd_free(tsd);
+    kn_taehv_free(thv);
     kn_t2v_unload(&b);
     return rc;
 }

@@ -250,6 +250,73 @@ kn_status kn_t2v_run(const kn_t2v_models *m, kn_arena *A, const float *pos, cons
     return st;
 }
 
+kn_status kn_t2v_decode_taesd(const kn_taesd *m, kn_arena *A, const float *latents, int64_t C, int64_t F, int64_t h,
+                              int64_t w, int chunk, float *video) {
+    if (!m->cfg.has_decoder)
+        return kn_fail(KN_ERR_ARG, "taesd: these weights have no decoder");
+    if (m->cfg.latent_channels != C)
+        return kn_fail(KN_ERR_SHAPE, "taesd: the decoder takes %lld latent channels, the model makes %lld",
+                       (long long)m->cfg.latent_channels, (long long)C);
+    int64_t H = 8 * h, W = 8 * w;
+    if (chunk <= 0 || chunk > F)
+        chunk = (int)F;
+    size_t mark = kn_arena_mark(A);
+    for (int64_t f0 = 0; f0 < F; f0 += chunk) {
+        int64_t n = KN_MIN((int64_t)chunk, F - f0);
+        kn_arena_reset(A, mark);
+        kn_ctx c;
+        kn_ctx_init(&c, A, NULL);
+        kn_var *z = kn_var_new(&c, 4, (int64_t[]){n, C, h, w});
+        if (!z)
+            return kn_ctx_status(&c);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t ch = 0; ch < C; ch++)
+                memcpy((float *)z->v.data + (i * C + ch) * h * w, latents + (ch * F + f0 + i) * h * w,
+                       (size_t)(h * w) * sizeof(float));
+        kn_var *y = kn_taesd_decode(&c, m, z, NULL, NULL);
+        KN_TRY(kn_ctx_status(&c));
+        const float *yd = y->v.data;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t ch = 0; ch < 3; ch++)
+                for (int64_t k = 0; k < H * W; k++) /* [0, 1] -> [-1, 1] */
+                    video[(ch * F + f0 + i) * H * W + k] = 2.0f * yd[(i * 3 + ch) * H * W + k] - 1.0f;
+    }
+    kn_arena_reset(A, mark);
+    return KN_OK;
+}
+
+kn_status kn_t2v_decode_taehv(const kn_taehv *m, kn_arena *A, const float *latents, int64_t C, int64_t F, int64_t h,
+                              int64_t w, float *video, int64_t *Fo) {
+    if (!m->cfg.has_decoder)
+        return kn_fail(KN_ERR_ARG, "taehv: these weights have no decoder");
+    if (m->cfg.latent_channels != C)
+        return kn_fail(KN_ERR_SHAPE, "taehv: the decoder takes %lld latent channels, the model makes %lld",
+                       (long long)m->cfg.latent_channels, (long long)C);
+    size_t mark = kn_arena_mark(A);
+    kn_ctx c;
+    kn_ctx_init(&c, A, NULL);
+    kn_var *z = kn_var_new(&c, 5, (int64_t[]){1, F, C, h, w}); /* NCTHW -> NTCHW */
+    if (!z)
+        return kn_ctx_status(&c);
+    for (int64_t t = 0; t < F; t++)
+        for (int64_t ch = 0; ch < C; ch++)
+            memcpy((float *)z->v.data + (t * C + ch) * h * w, latents + (ch * F + t) * h * w,
+                   (size_t)(h * w) * sizeof(float));
+    kn_var *y = kn_taehv_decode(&c, m, z, NULL, NULL);
+    kn_status st = kn_ctx_status(&c);
+    if (st == KN_OK) {
+        int64_t T = y->v.shape[1], H = y->v.shape[3], W = y->v.shape[4];
+        const float *yd = y->v.data;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t ch = 0; ch < 3; ch++)
+                for (int64_t k = 0; k < H * W; k++)
+                    video[(ch * T + t) * H * W + k] = 2.0f * yd[(t * 3 + ch) * H * W + k] - 1.0f;
+        *Fo = T;
+    }
+    kn_arena_reset(A, mark);
+    return st;
+}
+
 void kn_video_to_rgb8(const float *video, int64_t F, int64_t H, int64_t W, uint8_t *rgb) {
     for (int64_t f = 0; f < F; f++)
         for (int64_t y = 0; y < H; y++)

@@ -8,6 +8,8 @@
 
 #include "diffusion/scheduler.h"
 #include "models/clip_text.h"
+#include "models/taehv.h"
+#include "models/taesd.h"
 #include "models/unet3d.h"
 #include "models/vae.h"
 
@@ -63,6 +65,15 @@ kn_status kn_t2v_encode_video(const kn_t2v_models *m, kn_arena *A, const float *
  * inside) into video (1, 3, F, H, W), `chunk` frames at a time (0 = all). */
 kn_status kn_t2v_decode(const kn_t2v_models *m, kn_arena *A, const float *latents, int64_t F, int64_t h,
                         int64_t w, int chunk, float *video);
+
+/* Fast alternative decoders. latents (1, C, F, h, w) in the diffusion space (TAESD/TAEHV take
+ * them as they are: their scaling factor is 1).
+ * TAESD: frame by frame, `chunk` frames per batch -> video (1, 3, F, 8h, 8w) in [-1, 1].
+ * TAEHV: the whole clip -> video (1, 3, 4F-3, 8h, 8w) in [-1, 1] (*Fo receives 4F-3). */
+kn_status kn_t2v_decode_taesd(const kn_taesd *m, kn_arena *A, const float *latents, int64_t C, int64_t F, int64_t h,
+                              int64_t w, int chunk, float *video);
+kn_status kn_t2v_decode_taehv(const kn_taehv *m, kn_arena *A, const float *latents, int64_t C, int64_t F, int64_t h,
+                              int64_t w, float *video, int64_t *Fo);
 
 /* Estimated peak bytes of activations for a run (UNet at batch 2 with CFG, plus the VAE decode
  * of `decode_chunk` frames), not counting weights. */
