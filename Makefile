@@ -14,7 +14,8 @@ CC     ?= cc
 
 ifeq ($(SAN),1)
 BUILD  ?= build-san
-OPT    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+          -Wno-format-truncation # -O1 sees fewer value ranges and warns on sizes -O2 proves safe
 LDSAN  := -fsanitize=address,undefined
 else
 BUILD  ?= build
