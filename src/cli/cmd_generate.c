@@ -25,8 +25,8 @@ static void usage(FILE *f) {
             "      --steps N           denoising steps (default 25)\n"
             "  -g, --guidance G        classifier-free guidance scale (default 9; <= 1 disables it)\n"
             "      --frames N          frames (default 16)\n"
-            "  -H, --height N          height in pixels (default 256)\n"
-            "  -W, --width N           width in pixels (default 256)\n"
+            "  -H, --height N          height in pixels (default: the model's sample_size x the VAE factor)\n"
+            "  -W, --width N           width in pixels (default: the same)\n"
             "  -s, --seed N            noise seed (default 0); same seed, same video at any --threads\n"
             "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
             "      --karras            Karras sigmas (euler, euler_a, dpmpp_2m)\n"
@@ -74,7 +74,7 @@ static int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
                *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL, *vae_kind = NULL,
                *vae_path = NULL;
-    long steps = 25, frames = 16, height = 256, width = 256, clip_skip = 0, chunk = 4, threads = 0;
+    long steps = 25, frames = 16, height = 0, width = 0, clip_skip = 0, chunk = 4, threads = 0;
     uint64_t seed = 0;
     double guidance = 9.0, fps = 8.0, strength = 0.6;
     int karras = 0;
@@ -193,8 +193,12 @@ static int cmd_generate(int argc, char **argv) {
     par.steps = (int)steps;
     par.guidance_scale = (float)guidance;
     par.frames = (int)frames;
-    par.height = (int)height;
-    par.width = (int)width;
+    {
+        /* diffusers' default: unet.config.sample_size * vae_scale_factor */
+        int fct = 1 << (b.m.vae->cfg.nblocks - 1), def = b.m.unet->cfg.sample_size > 0 ? b.m.unet->cfg.sample_size * fct : 256;
+        par.height = height > 0 ? (int)height : def;
+        par.width = width > 0 ? (int)width : def;
+    }
     par.seed = seed;
     par.clip_skip = (int)clip_skip;
     par.decode_chunk = (int)chunk;

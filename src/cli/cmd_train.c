@@ -1,0 +1,232 @@
+/* cmd_train.c — `kinema train --recipe NAME --out DIR [--steps N] [--save-every K] [--seed S]
+ * [--resume]`: trains a latent text-to-video model from scratch on Shapes-T2V, logs the loss to
+ * DIR/log.csv and exports the result as a diffusers folder DIR/model. */
+#include "cli/cli.h"
+#include "io/export.h"
+#include "io/tokenizer.h"
+#include "train/recipes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    FILE *log;
+    double t0;
+    int64_t first;
+    int quiet;
+} progress_ctx;
+
+static int on_progress(const char *stage, int64_t step, int64_t steps, double loss, void *user) {
+    progress_ctx *p = user;
+    double el = now() - p->t0;
+    double rate = (step + 1 - p->first) / (el > 1e-9 ? el : 1e-9);
+    if (p->log) {
+        fprintf(p->log, "%s,%lld,%.6g,%.3f\n", stage, (long long)step, loss, el);
+        fflush(p->log);
+    }
+    if (!p->quiet) {
+        int width = 30, done = (int)(width * (step + 1) / steps);
+        fprintf(stderr, "\r%-5s [%.*s%*s] %lld/%lld loss %.4f %.2f it/s ETA %.0fs   ", stage, done,
+                "##############################", width - done, "", (long long)(step + 1), (long long)steps, loss, rate,
+                (steps - step - 1) / (rate > 0 ? rate : 1));
+        if (step + 1 == steps)
+            fputc('\n', stderr);
+    }
+    return 0;
+}
+
+typedef struct { kn_tokenizer *tok; int pad; } tok_ctx;
+
+static kn_status tokenize_cb(const char *text, int32_t *ids, int len, void *user) {
+    tok_ctx *t = user;
+    return kn_tokenize_padded(t->tok, text, ids, len, t->pad, NULL, NULL);
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: kinema train --recipe NAME --out DIR [options]\n"
+               "  --recipe NAME      built-in recipe (smoke)\n"
+               "  --out DIR          where the log (log.csv) and the model (DIR/model) go\n"
+               "  --steps N          UNet steps (default: the recipe's); the VAE stage scales with it\n"
+               "  --seed S           data and initialisation seed (default: the recipe's)\n"
+               "  --tokenizer DIR    CLIP vocabulary (vocab.json + merges.txt; default ../shared/fixtures/clip)\n"
+               "  --threads N        threads (default: all cores)\n"
+               "  --quiet            no progress bar\n");
+}
+
+static int cmd_train(int argc, char **argv) {
+    const char *recipe = NULL, *out = NULL, *tokdir = NULL;
+    long steps = -1, threads = 0;
+    uint64_t seed = 0;
+    int have_seed = 0, quiet = 0;
+    const char *seed_s = NULL;
+    const kn_cli_opt opts[] = {
+        {"--recipe", "-r", KN_OPT_STR, &recipe},
+        {"--out", "-o", KN_OPT_STR, &out},
+        {"--steps", NULL, KN_OPT_INT, &steps, 1, 100000000},
+        {"--seed", "-s", KN_OPT_STR, &seed_s},
+        {"--tokenizer", NULL, KN_OPT_STR, &tokdir},
+        {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
+        {"--quiet", "-q", KN_OPT_FLAG, &quiet},
+    };
+    const char *pos[1];
+    int npos;
+    int r = kn_cli_parse("train", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
+    if (r == 2) {
+        usage(stdout);
+        return 0;
+    }
+    if (!r)
+        return 2;
+    if (!recipe)
+        return kn_cli_error("train: --recipe NAME is required (known: smoke)");
+    if (!out)
+        return kn_cli_error("train: --out DIR is required");
+    if (seed_s) {
+        char *end;
+        errno = 0;
+        seed = strtoull(seed_s, &end, 10);
+        if (errno || end == seed_s || *end || seed_s[0] == '-')
+            return kn_cli_error("option --seed: '%s' is not a non-negative integer", seed_s);
+        have_seed = 1;
+    }
+    kn_recipe rc;
+    if (kn_recipe_get(recipe, &rc) != KN_OK)
+        return kn_cli_error("train: %s", kn_last_error());
+    if (steps > 0) {
+        double f = (double)steps / rc.unet_opts.steps;
+        rc.unet_opts.steps = steps;
+        rc.vae_opts.steps = (int64_t)(rc.vae_opts.steps * f) > 1 ? (int64_t)(rc.vae_opts.steps * f) : 1;
+        if (rc.unet_opts.warmup >= rc.unet_opts.steps) rc.unet_opts.warmup = rc.unet_opts.steps / 10;
+        if (rc.vae_opts.warmup >= rc.vae_opts.steps) rc.vae_opts.warmup = rc.vae_opts.steps / 10;
+    }
+    if (have_seed) {
+        rc.vae_opts.seed = seed * 2 + 1;
+        rc.unet_opts.seed = seed * 2 + 2;
+    }
+    if (!tokdir)
+        tokdir = "../shared/fixtures/clip";
+    if (!is_dir(tokdir))
+        return kn_cli_error("train: tokenizer folder %s not found (give --tokenizer DIR)", tokdir);
+    if (mkdir(out, 0755) != 0 && errno != EEXIST)
+        return kn_cli_error("train: cannot create %s: %s", out, strerror(errno));
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
+
+    int ret = 1;
+    kn_vae *vae = NULL;
+    kn_clip_text *text = NULL;
+    kn_unet3d *unet = NULL;
+    kn_tokenizer *tok = NULL;
+    kn_arena *A = NULL;
+    FILE *log = NULL;
+    kn_train_state sv = {0}, su = {0}, st_ = {0};
+    int sv_ok = 0, su_ok = 0, st_ok = 0;
+    tok = kn_tokenizer_load(tokdir);
+    if (!tok) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    vae = kn_vae_new(&rc.vae);
+    text = vae ? kn_clip_text_new(&rc.text) : NULL;
+    unet = text ? kn_unet3d_new(&rc.unet) : NULL;
+    if (!unet) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    kn_params_init_default(&vae->P, rc.vae_opts.seed);
+    kn_params_init_default(&text->P, rc.unet_opts.seed ^ 0x7e47);
+    kn_params_init_default(&unet->P, rc.unet_opts.seed);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    log = fopen(path, "w");
+    if (!log) {
+        kn_cli_error("train: cannot write %s: %s", path, strerror(errno));
+        goto done;
+    }
+    fprintf(log, "stage,step,loss,seconds\n");
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    A = kn_arena_new(phys / 2);
+    if (!A) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    fprintf(stderr, "recipe %s: %s\n  vae %zu params, text encoder %zu, unet %zu; data %dx%d, %d frames at %d fps\n",
+            rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
+            rc.data.fps);
+    double t0 = now();
+    if (kn_train_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    sv_ok = 1;
+    progress_ctx pv = {log, now(), sv.step, quiet};
+    if (kn_train_vae(vae, &sv, &rc.vae_opts, &rc.data, A, on_progress, &pv) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    float scale = 1.0f;
+    if (kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    vae->cfg.scaling_factor = scale;
+    fprintf(stderr, "vae done in %.0f s; latent scaling factor %.4f\n", now() - t0, scale);
+    if (kn_train_state_init(&su, &unet->P, &rc.unet_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    su_ok = 1;
+    if (kn_train_state_init(&st_, &text->P, &rc.unet_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    st_ok = 1;
+    tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
+    progress_ctx pu = {log, now(), su.step, quiet};
+    if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,
+                      &pu) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    /* export the EMA weights */
+    if (su.have_ema)
+        kn_ema_copy_to(&su.ema, &unet->P);
+    if (st_.have_ema)
+        kn_ema_copy_to(&st_.ema, &text->P);
+    snprintf(path, sizeof path, "%s/model", out);
+    if (kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>") != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    fprintf(stderr, "trained in %.0f s; wrote %s (kinema generate --model %s ...)\n", now() - t0, path, path);
+    ret = 0;
+done:
+    if (sv_ok) kn_train_state_free(&sv);
+    if (su_ok) kn_train_state_free(&su);
+    if (st_ok) kn_train_state_free(&st_);
+    if (log) fclose(log);
+    kn_arena_free(A);
+    kn_vae_free(vae);
+    kn_clip_text_free(text);
+    kn_unet3d_free(unet);
+    if (tok) kn_tokenizer_free(tok);
+    return ret;
+}
+
+KN_CLI_COMMAND(train, "train", "train a text-to-video model from scratch (Shapes-T2V)", cmd_train)

@@ -1,0 +1,278 @@
+/* export.c — models -> diffusers folder. */
+#include "io/export.h"
+
+#include "io/safetensors.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+kn_status kn_params_save(const kn_params *P, const char *path) {
+    kn_st_writer *w = kn_st_writer_new();
+    if (!w)
+        return KN_ERR_NOMEM;
+    kn_status st = KN_OK;
+    for (int i = 0; i < P->n && st == KN_OK; i++)
+        st = kn_st_writer_add(w, P->items[i]->name, &P->items[i]->var.v);
+    if (st == KN_OK)
+        st = kn_st_writer_meta(w, "format", "pt");
+    if (st == KN_OK)
+        st = kn_st_writer_write(w, path);
+    kn_st_writer_free(w);
+    return st;
+}
+
+static kn_status write_text(const char *path, const char *text) {
+    char tmp[2200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return kn_fail(KN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return kn_fail(KN_ERR_IO, "%s: write failed", path);
+    }
+    return KN_OK;
+}
+
+static kn_status write_json(const char *path, cJSON *o) {
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!s)
+        return kn_fail(KN_ERR_NOMEM, "%s: out of memory", path);
+    kn_status st = write_text(path, s);
+    free(s);
+    return st;
+}
+
+static kn_status copy_file(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb");
+    if (!in)
+        return kn_fail(KN_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        fclose(in);
+        return kn_fail(KN_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+    }
+    char buf[1 << 16];
+    size_t r;
+    int ok = 1;
+    while ((r = fread(buf, 1, sizeof buf, in)) > 0)
+        ok &= fwrite(buf, 1, r, out) == r;
+    ok &= !ferror(in);
+    fclose(in);
+    ok &= fclose(out) == 0;
+    return ok ? KN_OK : kn_fail(KN_ERR_IO, "%s: copy failed", dst);
+}
+
+static cJSON *ints(const int *v, int n) { return cJSON_CreateIntArray(v, n); }
+
+/* A float as the shortest decimal that reads back as the same float (0.012, not 0.0120000001). */
+static double fnum(float f) {
+    char b[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, (double)f);
+        if ((float)strtod(b, NULL) == f)
+            break;
+    }
+    return strtod(b, NULL);
+}
+
+static const char *block_name(kn_block_type t) {
+    switch (t) {
+    case KN_BLOCK_DOWN: return "DownBlock3D";
+    case KN_BLOCK_CROSS_ATTN_DOWN: return "CrossAttnDownBlock3D";
+    case KN_BLOCK_UP: return "UpBlock3D";
+    default: return "CrossAttnUpBlock3D";
+    }
+}
+
+static cJSON *unet_config(const kn_unet3d_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "_class_name", "UNet3DConditionModel");
+    cJSON_AddStringToObject(o, "_diffusers_version", "0.25.1");
+    cJSON_AddStringToObject(o, "act_fn", "silu");
+    cJSON_AddNumberToObject(o, "attention_head_dim", c->attention_head_dim);
+    cJSON_AddItemToObject(o, "block_out_channels", ints(c->block_out_channels, c->nblocks));
+    cJSON_AddNumberToObject(o, "cross_attention_dim", c->cross_attention_dim);
+    cJSON *d = cJSON_AddArrayToObject(o, "down_block_types"), *u = cJSON_CreateArray();
+    for (int i = 0; i < c->nblocks; i++) {
+        cJSON_AddItemToArray(d, cJSON_CreateString(block_name(c->down_types[i])));
+        cJSON_AddItemToArray(u, cJSON_CreateString(block_name(c->up_types[i])));
+    }
+    cJSON_AddNumberToObject(o, "downsample_padding", c->downsample_padding);
+    cJSON_AddNumberToObject(o, "in_channels", c->in_channels);
+    cJSON_AddNumberToObject(o, "layers_per_block", c->layers_per_block);
+    cJSON_AddNumberToObject(o, "mid_block_scale_factor", fnum(c->mid_block_scale_factor));
+    cJSON_AddNumberToObject(o, "norm_eps", fnum(c->norm_eps));
+    cJSON_AddNumberToObject(o, "norm_num_groups", c->norm_num_groups);
+    cJSON_AddNullToObject(o, "num_attention_heads");
+    cJSON_AddNumberToObject(o, "out_channels", c->out_channels);
+    cJSON_AddNumberToObject(o, "sample_size", c->sample_size);
+    cJSON_AddItemToObject(o, "up_block_types", u);
+    return o;
+}
+
+static cJSON *vae_config(const kn_vae_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "_class_name", "AutoencoderKL");
+    cJSON_AddStringToObject(o, "_diffusers_version", "0.25.1");
+    cJSON_AddStringToObject(o, "act_fn", "silu");
+    cJSON_AddItemToObject(o, "block_out_channels", ints(c->block_out_channels, c->nblocks));
+    cJSON *d = cJSON_AddArrayToObject(o, "down_block_types"), *u = cJSON_CreateArray();
+    for (int i = 0; i < c->nblocks; i++) {
+        cJSON_AddItemToArray(d, cJSON_CreateString("DownEncoderBlock2D"));
+        cJSON_AddItemToArray(u, cJSON_CreateString("UpDecoderBlock2D"));
+    }
+    cJSON_AddNumberToObject(o, "in_channels", c->in_channels);
+    cJSON_AddNumberToObject(o, "latent_channels", c->latent_channels);
+    cJSON_AddNumberToObject(o, "layers_per_block", c->layers_per_block);
+    cJSON_AddNumberToObject(o, "norm_num_groups", c->norm_num_groups);
+    cJSON_AddNumberToObject(o, "out_channels", c->out_channels);
+    cJSON_AddNumberToObject(o, "scaling_factor", fnum(c->scaling_factor));
+    cJSON_AddItemToObject(o, "up_block_types", u);
+    return o;
+}
+
+static cJSON *clip_config(const kn_clip_text_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"CLIPTextModel"}, 1));
+    cJSON_AddStringToObject(o, "model_type", "clip_text_model");
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate_size);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_hidden_layers);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->num_attention_heads);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_position_embeddings);
+    cJSON_AddNumberToObject(o, "layer_norm_eps", fnum(c->layer_norm_eps));
+    cJSON_AddStringToObject(o, "hidden_act", c->hidden_act == KN_ACT_GELU ? "gelu" : "quick_gelu");
+    cJSON_AddNumberToObject(o, "bos_token_id", 49406);
+    cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
+    cJSON_AddNumberToObject(o, "pad_token_id", 1);
+    return o;
+}
+
+static cJSON *sched_config(const kn_sched_config *c) {
+    static const char *bs[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+    static const char *pt[] = {"epsilon", "v_prediction", "sample"};
+    static const char *sp[] = {"leading", "linspace", "trailing"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "_class_name", "DDIMScheduler");
+    cJSON_AddStringToObject(o, "_diffusers_version", "0.25.1");
+    cJSON_AddNumberToObject(o, "beta_end", fnum(c->beta_end));
+    cJSON_AddStringToObject(o, "beta_schedule", bs[c->beta_schedule]);
+    cJSON_AddNumberToObject(o, "beta_start", fnum(c->beta_start));
+    cJSON_AddBoolToObject(o, "clip_sample", c->clip_sample);
+    cJSON_AddNumberToObject(o, "num_train_timesteps", c->num_train_timesteps);
+    cJSON_AddStringToObject(o, "prediction_type", pt[c->prediction_type]);
+    cJSON_AddBoolToObject(o, "set_alpha_to_one", c->set_alpha_to_one);
+    cJSON_AddNumberToObject(o, "steps_offset", c->steps_offset);
+    cJSON_AddStringToObject(o, "timestep_spacing", sp[c->timestep_spacing]);
+    return o;
+}
+
+static kn_status mkdirs(const char *base, const char *sub) {
+    char p[2200];
+    snprintf(p, sizeof p, "%s/%s", base, sub);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return kn_fail(KN_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
+    return KN_OK;
+}
+
+static void rm_tree(const char *dir) {
+    static const char *subs[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
+    static const char *files[] = {"config.json", "diffusion_pytorch_model.safetensors", "model.safetensors",
+                                  "vocab.json", "merges.txt", "tokenizer_config.json", "scheduler_config.json"};
+    char p[2400];
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 7; j++) {
+            snprintf(p, sizeof p, "%s/%s/%s", dir, subs[i], files[j]);
+            unlink(p);
+        }
+        snprintf(p, sizeof p, "%s/%s", dir, subs[i]);
+        rmdir(p);
+    }
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *vae, const kn_clip_text *text,
+                        const kn_sched_config *sched, const char *tokenizer_src, const char *pad_token) {
+    char tmp[2048], p[2300], q[2300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
+    rm_tree(tmp);
+    if (mkdir(tmp, 0755) != 0)
+        return kn_fail(KN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    kn_status st = KN_OK;
+    static const char *subs[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
+    for (int i = 0; i < 5 && st == KN_OK; i++)
+        st = mkdirs(tmp, subs[i]);
+#define PATH(sub, file) (snprintf(p, sizeof p, "%s/%s/%s", tmp, sub, file), p)
+    if (st == KN_OK) st = write_json(PATH("unet", "config.json"), unet_config(&unet->cfg));
+    if (st == KN_OK) st = kn_params_save(&unet->P, PATH("unet", "diffusion_pytorch_model.safetensors"));
+    if (st == KN_OK) st = write_json(PATH("vae", "config.json"), vae_config(&vae->cfg));
+    if (st == KN_OK) st = kn_params_save(&vae->P, PATH("vae", "diffusion_pytorch_model.safetensors"));
+    if (st == KN_OK) st = write_json(PATH("text_encoder", "config.json"), clip_config(&text->cfg));
+    if (st == KN_OK) st = kn_params_save(&text->P, PATH("text_encoder", "model.safetensors"));
+    if (st == KN_OK) st = write_json(PATH("scheduler", "scheduler_config.json"), sched_config(sched));
+    if (st == KN_OK) {
+        snprintf(q, sizeof q, "%s/vocab.json", tokenizer_src);
+        st = copy_file(q, PATH("tokenizer", "vocab.json"));
+    }
+    if (st == KN_OK) {
+        snprintf(q, sizeof q, "%s/merges.txt", tokenizer_src);
+        st = copy_file(q, PATH("tokenizer", "merges.txt"));
+    }
+    if (st == KN_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "pad_token", pad_token);
+        cJSON_AddNumberToObject(o, "model_max_length", text->cfg.max_position_embeddings);
+        st = write_json(PATH("tokenizer", "tokenizer_config.json"), o);
+    }
+#undef PATH
+    if (st == KN_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "_class_name", "TextToVideoSDPipeline");
+        cJSON_AddStringToObject(o, "_diffusers_version", "0.25.1");
+        cJSON_AddItemToObject(o, "scheduler", cJSON_CreateStringArray((const char *[]){"diffusers", "DDIMScheduler"}, 2));
+        cJSON_AddItemToObject(o, "text_encoder", cJSON_CreateStringArray((const char *[]){"transformers", "CLIPTextModel"}, 2));
+        cJSON_AddItemToObject(o, "tokenizer", cJSON_CreateStringArray((const char *[]){"transformers", "CLIPTokenizer"}, 2));
+        cJSON_AddItemToObject(o, "unet", cJSON_CreateStringArray((const char *[]){"diffusers", "UNet3DConditionModel"}, 2));
+        cJSON_AddItemToObject(o, "vae", cJSON_CreateStringArray((const char *[]){"diffusers", "AutoencoderKL"}, 2));
+        snprintf(p, sizeof p, "%s/model_index.json", tmp);
+        st = write_json(p, o);
+    }
+    if (st != KN_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", kn_last_error());
+        rm_tree(tmp);
+        return kn_fail(st, "%s", msg);
+    }
+    /* replace dir: move the old one aside, the new one in, then drop the old */
+    char old[2100];
+    snprintf(old, sizeof old, "%s.old.%d", dir, (int)getpid());
+    struct stat sb;
+    int had = stat(dir, &sb) == 0;
+    if (had && rename(dir, old) != 0) {
+        rm_tree(tmp);
+        return kn_fail(KN_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
+    }
+    if (rename(tmp, dir) != 0) {
+        int e = errno;
+        if (had)
+            rename(old, dir);
+        rm_tree(tmp);
+        return kn_fail(KN_ERR_IO, "%s: cannot create: %s", dir, strerror(e));
+    }
+    if (had)
+        rm_tree(old);
+    return KN_OK;
+}

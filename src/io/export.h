@@ -1,0 +1,21 @@
+/* export.h — writing kinema's models as a diffusers pipeline folder (model_index.json, unet/,
+ * vae/, text_encoder/, tokenizer/, scheduler/) that `kinema generate --model` and diffusers-style
+ * tools read. */
+#ifndef KN_EXPORT_H
+#define KN_EXPORT_H
+
+#include "diffusion/scheduler.h"
+#include "models/clip_text.h"
+#include "models/unet3d.h"
+#include "models/vae.h"
+
+/* Writes the folder `dir` (replaced as a whole: built next to it, then renamed into place).
+ * tokenizer_src is a folder with vocab.json + merges.txt, copied into tokenizer/. Parameter values
+ * are taken from each model's params table. */
+kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *vae, const kn_clip_text *text,
+                        const kn_sched_config *sched, const char *tokenizer_src, const char *pad_token);
+
+/* Writes one params table as a safetensors file (atomically). */
+kn_status kn_params_save(const kn_params *P, const char *path);
+
+#endif

@@ -1,0 +1,24 @@
+/* recipes.h — named training recipes: model sizes, data, steps and optimiser settings. */
+#ifndef KN_RECIPES_H
+#define KN_RECIPES_H
+
+#include "train/trainer.h"
+
+typedef struct kn_recipe {
+    const char *name;
+    const char *about;
+    kn_train_data data;
+    kn_vae_config vae;
+    kn_train_opts vae_opts;
+    kn_clip_text_config text;
+    kn_unet3d_config unet;
+    kn_train_opts unet_opts;
+    kn_sched_config sched;
+} kn_recipe;
+
+/* Fills r with the recipe called name; KN_ERR_ARG (message lists the names) if unknown. */
+kn_status kn_recipe_get(const char *name, kn_recipe *r);
+/* The names, NULL-terminated. */
+const char *const *kn_recipe_names(void);
+
+#endif

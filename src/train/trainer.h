@@ -1,0 +1,71 @@
+/* trainer.h — training a latent text-to-video model from scratch on Shapes-T2V:
+ *
+ *   stage "vae":  AutoencoderKL on single frames: L = MSE(decode(mean(x)), x) + kl * mean(mean²)
+ *                 (a deterministic, lightly regularised autoencoder; the latent scaling factor is
+ *                 set afterwards to 1 / std of the latents, as Stable Diffusion's 0.18215 was);
+ *   stage "unet": CLIP text encoder and UNet3D trained jointly on the frozen VAE's latents with the
+ *                 diffusion loss (eps / v / x0 objective, uniform or min-SNR weighting) and
+ *                 conditioning dropout for classifier-free guidance.
+ *
+ * The trainer owns no files: captions are tokenised through a callback (the tokenizer lives in
+ * io), and the caller saves checkpoints and exports the model folder. */
+#ifndef KN_TRAINER_H
+#define KN_TRAINER_H
+
+#include "diffusion/scheduler.h"
+#include "models/clip_text.h"
+#include "models/unet3d.h"
+#include "models/vae.h"
+#include "train/optim.h"
+#include "train/shapes.h"
+
+/* Writes the padded ids (len 77 or the text model's max) of text into ids. */
+typedef kn_status (*kn_tokenize_fn)(const char *text, int32_t *ids, int len, void *user);
+
+typedef struct kn_train_data {
+    int size;       /* pixels (square) */
+    int frames;     /* frames per clip */
+    int fps;        /* 16, 8 or 4 */
+    int batch;      /* clips per step (the VAE stage uses batch * frames_per_clip_vae frames) */
+    int vae_frames; /* frames drawn per clip in the VAE stage */
+} kn_train_data;
+
+typedef struct kn_train_opts {
+    int64_t steps;
+    double lr, lr_min, weight_decay, grad_clip, ema_decay;
+    int64_t warmup;
+    double kl_weight;       /* VAE stage */
+    kn_pred_type objective; /* UNet stage */
+    double min_snr_gamma;   /* 0: uniform weighting */
+    double cond_dropout;    /* probability of an empty caption */
+    uint64_t seed;
+} kn_train_opts;
+
+/* Progress: called after every step with the loss. Return nonzero to stop early. */
+typedef int (*kn_train_progress_fn)(const char *stage, int64_t step, int64_t steps, double loss, void *user);
+
+typedef struct kn_train_state {
+    kn_adamw opt;
+    kn_ema ema;
+    int64_t step;
+    int have_ema;
+} kn_train_state;
+
+/* One stage's state over a params table (AdamW moments, EMA, step). */
+kn_status kn_train_state_init(kn_train_state *s, kn_params *P, const kn_train_opts *o);
+void kn_train_state_free(kn_train_state *s);
+
+/* Runs VAE steps [s->step, o->steps); A is scratch (reset every step). */
+kn_status kn_train_vae(kn_vae *vae, kn_train_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
+                       kn_train_progress_fn progress, void *user);
+
+/* Latent scaling factor = 1 / std of the VAE's latent means over n random frames. */
+kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t seed, int n, kn_arena *A, float *scale);
+
+/* Runs text-encoder + UNet steps [s->step, o->steps) with the frozen VAE. s_text and s_unet share
+ * the step counter of s_unet. */
+kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, const kn_sched_config *sched,
+                        kn_train_state *s_unet, kn_train_state *s_text, const kn_train_opts *o, const kn_train_data *d,
+                        kn_tokenize_fn tok, void *tok_user, kn_arena *A, kn_train_progress_fn progress, void *user);
+
+#endif
