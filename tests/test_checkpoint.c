@@ -113,6 +113,7 @@ static int count_tmp(const char *dir) {
 KT_TEST(checkpoint_exact_resume) {
     toy a, b;
     double la[STEPS], lb[STEPS];
+    int prev = kn_set_threads(1); /* straight run on 1 thread; the resumed one on 3 */
     toy_init(&a, 3);
     for (int s = 0; s < STEPS; s++)
         la[s] = toy_step(&a);
@@ -131,8 +132,10 @@ KT_TEST(checkpoint_exact_resume) {
     KT_CHECK(!same_state(&a, &b));
     KT_OK(kn_ckpt_load(path, &b.S));
     KT_CHECK(b.S.step == STEPS / 2 && b.opt.step == STEPS / 2 && b.ema.updates == STEPS / 2);
+    kn_set_threads(3);
     for (int s = STEPS / 2; s < STEPS; s++)
         lb[s] = toy_step(&b);
+    kn_set_threads(prev);
     KT_CHECK(!memcmp(la, lb, sizeof la));
     KT_CHECKF(same_state(&a, &b), "resumed run differs from the straight run");
     char *cfg = kn_ckpt_read_config(path);
