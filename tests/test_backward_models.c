@@ -667,3 +667,41 @@ KT_TEST(backward_vae_logvar_clamp_gradient) {
     gcase_free(&g);
     kn_vae_free(v);
 }
+
+/* CLIPTextModel pooler_output under a tape: a loss on the pooled state must reach the weights. */
+KT_TEST(backward_clip_pooled_output_gradient) {
+    kn_clip_text_config cfg = kn_clip_text_config_default();
+    cfg.vocab_size = 50;
+    cfg.hidden_size = 16;
+    cfg.intermediate_size = 32;
+    cfg.num_hidden_layers = 1;
+    cfg.num_attention_heads = 2;
+    cfg.max_position_embeddings = 8;
+    kn_clip_text *m = kn_clip_text_new(&cfg);
+    KT_CHECKF(m != NULL, "%s", kn_last_error());
+    if (!m)
+        return;
+    init_params_random(&m->P, 12);
+    KT_OK(kn_params_alloc_grads(&m->P));
+    static const int32_t ids[5] = {49, 7, 3, 12, 1};
+    kn_arena *A = kn_arena_new(8 << 20);
+    kn_tape *tape = kn_tape_new();
+    kn_ctx c;
+    kn_ctx_init(&c, A, tape);
+    kn_var *pooled = NULL;
+    kn_var *out = kn_clip_text_forward(&c, m, ids, 1, 5, 0, &pooled, NULL, NULL);
+    KT_OK(kn_ctx_status(&c));
+    if (out && pooled) {
+        KT_OK(kn_backward(&c, pooled, 1.0f));
+        kn_param *w = kn_params_find(&m->P, "text_model.final_layer_norm.weight");
+        double gmax = w ? kt_max_abs(w->var.g.data, 16) : 0;
+        /* KNOWN BUG (src/models/clip_text.c): pooled is a plain copy (kn_var_new + memcpy), not a
+         * recorded op, so it has requires_grad 0 and backward from it changes nothing. */
+        KT_CHECKF(pooled->requires_grad && gmax > 0,
+                  "clip text: pooler_output is not on the tape (src/models/clip_text.c): requires_grad %d, "
+                  "max |d final_layer_norm.weight| %.3g after backward from it", pooled->requires_grad, gmax);
+    }
+    kn_tape_free(tape);
+    kn_arena_free(A);
+    kn_clip_text_free(m);
+}
