@@ -338,7 +338,12 @@ kn_status kn_pipeline_open(const char *dir, const char *variant, kn_pipeline_fol
     memset(out, 0, sizeof *out);
     if (strlen(dir) >= sizeof out->root - 80)
         return kn_fail(KN_ERR_ARG, "%.200s: path too long", dir);
-    snprintf(out->root, sizeof out->root, "%s", dir);
+    char root[sizeof out->root];
+    snprintf(root, sizeof root, "%s", dir);
+    for (size_t L = strlen(root); L > 1 && root[L - 1] == '/'; L--)
+        root[L - 1] = '\0'; /* "pipe/" -> "pipe", so paths read "pipe/unet" */
+    memcpy(out->root, root, sizeof root);
+    dir = root;
     char p[2048];
     snprintf(p, sizeof p, "%s/model_index.json", dir);
     if (!is_file(p))
