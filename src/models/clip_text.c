@@ -132,23 +132,25 @@ kn_var *kn_clip_text_forward(kn_ctx *c, const kn_clip_text *m, const int32_t *id
     }
     kn_var *out = kn_layer_norm_fwd(c, &m->final_ln, x);
     if (pooled && out) {
-        kn_var *p = kn_var_new(c, 2, (int64_t[]){B, D});
-        if (p) {
-            for (int64_t b = 0; b < B; b++) {
-                int64_t at = 0;
-                if (cf->eos_token_id == 2) { /* legacy: the highest id (eos is the largest id) */
-                    for (int64_t j = 1; j < L; j++)
-                        if (ids[b * L + j] > ids[b * L + at]) at = j;
-                } else {
-                    at = -1;
-                    for (int64_t j = 0; j < L && at < 0; j++)
-                        if (ids[b * L + j] == cf->eos_token_id) at = j;
-                    if (at < 0) at = 0; /* argmax of an all-zero match is 0 in torch */
-                }
-                memcpy((float *)p->v.data + b * D, (float *)out->v.data + (b * L + at) * D, (size_t)D * sizeof(float));
-            }
+        int64_t *rows = kn_arena_alloc(c->A, (size_t)B * sizeof(int64_t));
+        if (!rows) {
+            kn_ctx_fail(c, KN_ERR_NOMEM);
+            return NULL;
         }
-        *pooled = p;
+        for (int64_t b = 0; b < B; b++) {
+            int64_t at = 0;
+            if (cf->eos_token_id == 2) { /* legacy: the highest id (eos is the largest id) */
+                for (int64_t j = 1; j < L; j++)
+                    if (ids[b * L + j] > ids[b * L + at]) at = j;
+            } else {
+                at = -1;
+                for (int64_t j = 0; j < L && at < 0; j++)
+                    if (ids[b * L + j] == cf->eos_token_id) at = j;
+                if (at < 0) at = 0; /* argmax of an all-zero match is 0 in torch */
+            }
+            rows[b] = b * L + at;
+        }
+        *pooled = kn_v_gather_rows(c, out, rows, B);
     }
     return c->status == KN_OK ? out : NULL;
 }

@@ -185,11 +185,7 @@ kn_status kn_vae_encode(kn_ctx *c, const kn_vae *v, kn_var *x, kn_var **mean, kn
     emit(c, hook, user, "quant_conv", h);
     kn_var *mu = kn_v_slice(c, h, 1, 0, L);
     kn_var *lv = kn_v_slice(c, h, 1, L, 2 * L);
-    if (lv) { /* DiagonalGaussianDistribution: clamp(logvar, -30, 20) */
-        float *d = lv->v.data;
-        for (int64_t i = 0, n = kn_tensor_numel(&lv->v); i < n; i++)
-            d[i] = d[i] < -30.0f ? -30.0f : (d[i] > 20.0f ? 20.0f : d[i]);
-    }
+    lv = lv ? kn_v_clamp(c, lv, -30.0f, 20.0f) : NULL; /* DiagonalGaussianDistribution */
     *mean = mu;
     *logvar = lv;
     return kn_ctx_status(c);

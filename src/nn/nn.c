@@ -213,7 +213,7 @@ void kn_params_init_default(kn_params *P, uint64_t seed) {
 
 typedef enum {
     OP_LINEAR, OP_CONV2D, OP_CONVT, OP_GN, OP_LN, OP_ACT, OP_GEGLU, OP_ATTN, OP_ADD, OP_SCALE,
-    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED,
+    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED, OP_CLAMP, OP_GATHER,
 } op_kind;
 
 typedef struct node {
@@ -222,6 +222,8 @@ typedef struct node {
     kn_var *out;
     float *aux0, *aux1; /* mean/rstd, lse */
     const int32_t *ids;
+    const int64_t *rows;
+    float f1;
     const kn_tensor *mask;
     kn_conv2d_params cp;
     int i0, i1;   /* groups / heads / act / dim / pad_front */
@@ -428,6 +430,24 @@ static kn_status backward_node(kn_ctx *c, node *n) {
             const float *s = dy->data;
             for (int64_t i = 0; i < rows; i++)
                 acc(d + (int64_t)n->ids[i] * D, s + i * D, D);
+        }
+        return KN_OK;
+    case OP_CLAMP:
+        if (g0) {
+            const float *x = in[0]->v.data, *s = dy->data;
+            float *d = g0->data;
+            for (int64_t i = 0, e = kn_tensor_numel(dy); i < e; i++)
+                if (x[i] >= n->f0 && x[i] <= n->f1)
+                    d[i] += s[i];
+        }
+        return KN_OK;
+    case OP_GATHER:
+        if (g0) {
+            int64_t D = dy->shape[dy->ndim - 1], rows = kn_tensor_numel(dy) / D;
+            float *d = g0->data;
+            const float *s = dy->data;
+            for (int64_t i = 0; i < rows; i++)
+                acc(d + n->rows[i] * D, s + i * D, D);
         }
         return KN_OK;
     case OP_RESHAPE:
@@ -790,6 +810,47 @@ kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B,
         memcpy(keep, ids, (size_t)(B * L) * sizeof(int32_t));
         n->in[0] = weight;
         n->ids = keep;
+    }
+    return r;
+}
+
+kn_var *kn_v_clamp(kn_ctx *c, kn_var *x, float lo, float hi) {
+    GUARD(c);
+    kn_var *r = kn_var_new(c, x->v.ndim, x->v.shape);
+    if (!r)
+        return NULL;
+    const float *p = x->v.data;
+    float *y = r->v.data;
+    for (int64_t i = 0, e = kn_tensor_numel(&x->v); i < e; i++)
+        y[i] = p[i] < lo ? lo : (p[i] > hi ? hi : p[i]);
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_CLAMP, r);
+    if (n) { n->in[0] = x; n->f0 = lo; n->f1 = hi; }
+    return r;
+}
+
+kn_var *kn_v_gather_rows(kn_ctx *c, kn_var *x, const int64_t *rows, int64_t n_rows) {
+    GUARD(c);
+    int64_t D = x->v.shape[x->v.ndim - 1], N = kn_tensor_numel(&x->v) / (D ? D : 1);
+    kn_var *r = kn_var_new(c, 2, (int64_t[]){n_rows, D});
+    if (!r)
+        return NULL;
+    for (int64_t i = 0; i < n_rows; i++) {
+        if (rows[i] < 0 || rows[i] >= N) {
+            kn_ctx_failf(c, KN_ERR_ARG, "gather_rows: row %lld outside [0, %lld)", (long long)rows[i], (long long)N);
+            return NULL;
+        }
+        memcpy((float *)r->v.data + i * D, (const float *)x->v.data + rows[i] * D, (size_t)D * sizeof(float));
+    }
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_GATHER, r);
+    if (n) {
+        int64_t *keep = kn_arena_alloc(c->A, (size_t)n_rows * sizeof(int64_t));
+        if (!keep)
+            return finish(c, r, KN_ERR_NOMEM);
+        memcpy(keep, rows, (size_t)n_rows * sizeof(int64_t));
+        n->in[0] = x;
+        n->rows = keep;
     }
     return r;
 }

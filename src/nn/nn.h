@@ -111,6 +111,11 @@ kn_var *kn_v_add_nc(kn_ctx *c, kn_var *x, kn_var *b);
 kn_var *kn_v_repeat_rows(kn_ctx *c, kn_var *x, int64_t r);
 /* Embedding lookup: weight (V, D), ids (B*L) -> (B, L, D). Backward scatter-adds into weight. */
 kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B, int64_t L);
+/* y = clamp(x, lo, hi); the gradient passes only where lo < x < hi (torch.clamp's rule: it also
+ * passes at the bounds themselves). */
+kn_var *kn_v_clamp(kn_ctx *c, kn_var *x, float lo, float hi);
+/* Row gather: x (N, D) viewed as rows, rows[i] in [0, N) -> (n, D); backward scatter-adds. */
+kn_var *kn_v_gather_rows(kn_ctx *c, kn_var *x, const int64_t *rows, int64_t n);
 /* Slices [start, end) along dim into a new contiguous var. */
 kn_var *kn_v_slice(kn_ctx *c, kn_var *x, int dim, int64_t start, int64_t end);
 
