@@ -316,3 +316,44 @@ KT_TEST(inspect_cli_files) {
     rc = kt_run(out, sizeof out, "%s inspect %s", kt_bin(), p);
     KT_CHECKF(rc == 1 && strstr(out, "c.json: invalid JSON at line 1"), "rc %d: %s", rc, out);
 }
+
+KT_TEST(modelfolder_fixture_pipeline) {
+    /* a pipeline folder whose components are the fixture folders (symlinked) */
+    const char *root = kt_tmpdir();
+    char p[1024], q[1024];
+    static const char *comps[][2] = {{"unet", "unet3d"}, {"vae", "vae"}, {"text_encoder", "clip_text_gelu"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/diffusers/%s", kt_fixtures(), comps[i][1]);
+        snprintf(q, sizeof q, "%s/%s", root, comps[i][0]);
+        KT_CHECKF(symlink(p, q) == 0, "symlink %s", q);
+    }
+    snprintf(p, sizeof p, "%s/model_index.json", root);
+    write_text(p, "{\"_class_name\": \"TextToVideoSDPipeline\", \"text_encoder\": [\"transformers\", \"CLIPTextModel\"],"
+                  " \"unet\": [\"diffusers\", \"UNet3DConditionModel\"], \"vae\": [\"diffusers\", \"AutoencoderKL\"]}");
+    kn_pipeline_folder *pf = calloc(1, sizeof *pf);
+    KT_OK(kn_pipeline_open(root, NULL, pf));
+    for (int i = 0; i < pf->n; i++) {
+        const kn_component *k = &pf->comp[i];
+        kn_weights *w = kn_weights_open(k->weights);
+        KT_CHECKF(w && kn_weights_count(w) > 10, "%s: %s", k->name, kn_last_error());
+        kn_config *c = kn_config_load(k->config);
+        KT_CHECKF(c != NULL, "%s", kn_last_error());
+        if (w && !strcmp(k->name, "unet")) {
+            /* the config and the weights agree: conv_in has block_out_channels[0] outputs */
+            int64_t ch[8];
+            int n = 0;
+            kn_tensor t;
+            KT_OK(kn_config_ints(c, "block_out_channels", ch, 8, &n));
+            KT_OK(kn_weights_get(w, "conv_in.weight", &t));
+            KT_CHECK(n >= 1 && t.ndim == 4 && t.shape[0] == ch[0]);
+        }
+        kn_config_free(c);
+        kn_weights_close(w);
+    }
+    KT_CHECK(pf->n == 3);
+    free(pf);
+    char out[8192];
+    int rc = kt_run(out, sizeof out, "%s inspect %s", kt_bin(), root);
+    KT_CHECKF(rc == 0 && strstr(out, "  vae: diffusers AutoencoderKL\n") && strstr(out, "vae/weights.safetensors: "),
+              "rc %d: %.300s", rc, out);
+}
