@@ -51,12 +51,20 @@ void kn_train_state_free(kn_train_state *s) {
 
 static kn_status opt_step(kn_train_state *s, kn_params *P, const kn_train_opts *o) {
     kn_lr_schedule ls = {o->lr, o->lr_min, o->warmup, o->steps};
+    if (o->grad_sync)
+        KN_TRY(o->grad_sync(P, o->grad_sync_user));
     if (o->grad_clip > 0)
         kn_clip_grad_norm(P, o->grad_clip);
     KN_TRY(kn_adamw_step(&s->opt, kn_lr_at(&ls, s->step)));
     if (s->have_ema)
         kn_ema_update(&s->ema);
     return KN_OK;
+}
+
+/* Index of sample b of this rank at a step. */
+static uint64_t sample_index(const kn_train_opts *o, int64_t step, int batch, int b) {
+    int world = o->world > 0 ? o->world : 1;
+    return ((uint64_t)step * (uint64_t)world + (uint64_t)o->rank) * (uint64_t)batch + (uint64_t)b;
 }
 
 /* One random training clip as floats (3, T, H, W) in [-1, 1], caption into cap. */
@@ -96,9 +104,9 @@ kn_status kn_train_vae(kn_vae *vae, kn_train_state *s, const kn_train_opts *o, c
         }
         for (int b = 0; b < d->batch && st == KN_OK; b++) {
             kn_shapes_caption cap;
-            st = draw_clip(d, o->seed, (uint64_t)s->step * d->batch + b, &cap, rgb, clip);
+            st = draw_clip(d, o->seed, sample_index(o, s->step, d->batch, b), &cap, rgb, clip);
             for (int j = 0; j < d->vae_frames && st == KN_OK; j++) {
-                int64_t t = (int64_t)(uniform(mix(o->seed, S_FRAME, s->step), (uint64_t)(b * d->vae_frames + j)) * T);
+                int64_t t = (int64_t)(uniform(mix(o->seed, S_FRAME, 0), sample_index(o, s->step, d->batch, b) * (uint64_t)d->vae_frames + (uint64_t)j) * T);
                 if (t >= T) t = T - 1;
                 for (int ch = 0; ch < 3; ch++)
                     memcpy((float *)x->v.data + ((b * d->vae_frames + j) * 3 + ch) * HW, clip + (ch * T + t) * HW,
@@ -213,12 +221,12 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         size_t data_mark = kn_arena_mark(A);
         for (int64_t b = 0; b < B && st == KN_OK; b++) {
             kn_shapes_caption cap;
-            if ((st = draw_clip(d, o->seed, (uint64_t)(step * B + b), &cap, rgb, clip)) != KN_OK)
+            if ((st = draw_clip(d, o->seed, sample_index(o, step, (int)B, (int)b), &cap, rgb, clip)) != KN_OK)
                 break;
             char text_buf[256];
             if ((st = kn_shapes_format(&cap, text_buf, sizeof text_buf)) != KN_OK)
                 break;
-            int drop = uniform(mix(o->seed, S_DROP, (uint64_t)step), (uint64_t)b) < o->cond_dropout;
+            int drop = uniform(mix(o->seed, S_DROP, 0), sample_index(o, step, (int)B, (int)b)) < o->cond_dropout;
             if ((st = tok(drop ? "" : text_buf, ids + b * L, (int)L, tok_user)) != KN_OK)
                 break;
             kn_ctx c;
@@ -255,9 +263,10 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             st = KN_ERR_NOMEM;
             break;
         }
-        kn_randn_fill(eps, B * nl, mix(o->seed, S_NOISE, (uint64_t)step), 0);
+        for (int64_t b = 0; b < B; b++) /* noise of sample i is the stream's elements [i*nl, (i+1)*nl) */
+            kn_randn_fill(eps + b * nl, nl, mix(o->seed, S_NOISE, 0), sample_index(o, step, (int)B, (int)b) * (uint64_t)nl);
         for (int64_t b = 0; b < B; b++) {
-            int t = (int)(uniform(mix(o->seed, S_TIME, (uint64_t)step), (uint64_t)b) * sched->num_train_timesteps);
+            int t = (int)(uniform(mix(o->seed, S_TIME, 0), sample_index(o, step, (int)B, (int)b)) * sched->num_train_timesteps);
             if (t >= sched->num_train_timesteps) t = sched->num_train_timesteps - 1;
             tsf[b] = (float)t;
             float ac = sc.alphas_cumprod[t], sa = sqrtf(ac), sb = sqrtf(1.0f - ac);

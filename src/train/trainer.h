@@ -30,6 +30,10 @@ typedef struct kn_train_data {
     int vae_frames; /* frames drawn per clip in the VAE stage */
 } kn_train_data;
 
+/* Called after backward, before the optimiser step, on each params table being trained: the hook
+ * for data-parallel training (average the gradients over ranks). */
+typedef kn_status (*kn_grad_sync_fn)(kn_params *P, void *user);
+
 typedef struct kn_train_opts {
     int64_t steps;
     double lr, lr_min, weight_decay, grad_clip, ema_decay;
@@ -39,6 +43,12 @@ typedef struct kn_train_opts {
     double min_snr_gamma;   /* 0: uniform weighting */
     double cond_dropout;    /* probability of an empty caption */
     uint64_t seed;
+    /* data parallelism: this process is rank `rank` of `world`; rank r draws samples
+     * step*batch*world + r*batch + b, so `world` ranks of batch B see the same data as one rank of
+     * batch world*B. */
+    int rank, world;
+    kn_grad_sync_fn grad_sync;
+    void *grad_sync_user;
 } kn_train_opts;
 
 /* Progress: called after every step with the loss. Return nonzero to stop early. */
