@@ -135,7 +135,7 @@ static int cmd_train(int argc, char **argv) {
     kn_tokenizer *tok = NULL;
     kn_arena *A = NULL;
     FILE *log = NULL;
-    kn_train_state sv = {0}, su = {0}, st_ = {0};
+    kn_stage_state sv = {0}, su = {0}, st_ = {0};
     int sv_ok = 0, su_ok = 0, st_ok = 0;
     tok = kn_tokenizer_load(tokdir);
     if (!tok) {
@@ -170,7 +170,7 @@ static int cmd_train(int argc, char **argv) {
             rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
             rc.data.fps);
     double t0 = now();
-    if (kn_train_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
+    if (kn_stage_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
@@ -187,12 +187,12 @@ static int cmd_train(int argc, char **argv) {
     }
     vae->cfg.scaling_factor = scale;
     fprintf(stderr, "vae done in %.0f s; latent scaling factor %.4f\n", now() - t0, scale);
-    if (kn_train_state_init(&su, &unet->P, &rc.unet_opts) != KN_OK) {
+    if (kn_stage_state_init(&su, &unet->P, &rc.unet_opts) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
     su_ok = 1;
-    if (kn_train_state_init(&st_, &text->P, &rc.unet_opts) != KN_OK) {
+    if (kn_stage_state_init(&st_, &text->P, &rc.unet_opts) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
@@ -217,9 +217,9 @@ static int cmd_train(int argc, char **argv) {
     fprintf(stderr, "trained in %.0f s; wrote %s (kinema generate --model %s ...)\n", now() - t0, path, path);
     ret = 0;
 done:
-    if (sv_ok) kn_train_state_free(&sv);
-    if (su_ok) kn_train_state_free(&su);
-    if (st_ok) kn_train_state_free(&st_);
+    if (sv_ok) kn_stage_state_free(&sv);
+    if (su_ok) kn_stage_state_free(&su);
+    if (st_ok) kn_stage_state_free(&st_);
     if (log) fclose(log);
     kn_arena_free(A);
     kn_vae_free(vae);

@@ -22,7 +22,7 @@ static float uniform(uint64_t seed, uint64_t i) {
     return u;
 }
 
-kn_status kn_train_state_init(kn_train_state *s, kn_params *P, const kn_train_opts *o) {
+kn_status kn_stage_state_init(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
     memset(s, 0, sizeof *s);
     if (!P->grad_block)
         KN_TRY(kn_params_alloc_grads(P));
@@ -42,14 +42,14 @@ kn_status kn_train_state_init(kn_train_state *s, kn_params *P, const kn_train_op
     return KN_OK;
 }
 
-void kn_train_state_free(kn_train_state *s) {
+void kn_stage_state_free(kn_stage_state *s) {
     kn_adamw_free(&s->opt);
     if (s->have_ema)
         kn_ema_free(&s->ema);
     memset(s, 0, sizeof *s);
 }
 
-static kn_status opt_step(kn_train_state *s, kn_params *P, const kn_train_opts *o) {
+static kn_status opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
     kn_lr_schedule ls = {o->lr, o->lr_min, o->warmup, o->steps};
     if (o->grad_sync)
         KN_TRY(o->grad_sync(P, o->grad_sync_user));
@@ -81,7 +81,7 @@ static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index
     return KN_OK;
 }
 
-kn_status kn_train_vae(kn_vae *vae, kn_train_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
+kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
                        kn_train_progress_fn progress, void *user) {
     int64_t T = d->frames, S = d->size, HW = S * S, N = (int64_t)d->batch * d->vae_frames;
     kn_shapes_render_params rp = {d->size, d->frames, d->fps};
@@ -189,7 +189,7 @@ kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t see
 }
 
 kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, const kn_sched_config *sched,
-                        kn_train_state *s_unet, kn_train_state *s_text, const kn_train_opts *o, const kn_train_data *d,
+                        kn_stage_state *s_unet, kn_stage_state *s_text, const kn_train_opts *o, const kn_train_data *d,
                         kn_tokenize_fn tok, void *tok_user, kn_arena *A, kn_train_progress_fn progress, void *user) {
     kn_scheduler sc;
     KN_TRY(kn_sched_init(&sc, sched, KN_SCHED_DDPM));

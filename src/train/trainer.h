@@ -54,19 +54,19 @@ typedef struct kn_train_opts {
 /* Progress: called after every step with the loss. Return nonzero to stop early. */
 typedef int (*kn_train_progress_fn)(const char *stage, int64_t step, int64_t steps, double loss, void *user);
 
-typedef struct kn_train_state {
+typedef struct kn_stage_state {
     kn_adamw opt;
     kn_ema ema;
     int64_t step;
     int have_ema;
-} kn_train_state;
+} kn_stage_state;
 
 /* One stage's state over a params table (AdamW moments, EMA, step). */
-kn_status kn_train_state_init(kn_train_state *s, kn_params *P, const kn_train_opts *o);
-void kn_train_state_free(kn_train_state *s);
+kn_status kn_stage_state_init(kn_stage_state *s, kn_params *P, const kn_train_opts *o);
+void kn_stage_state_free(kn_stage_state *s);
 
 /* Runs VAE steps [s->step, o->steps); A is scratch (reset every step). */
-kn_status kn_train_vae(kn_vae *vae, kn_train_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
+kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
                        kn_train_progress_fn progress, void *user);
 
 /* Latent scaling factor = 1 / std of the VAE's latent means over n random frames. */
@@ -75,7 +75,7 @@ kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t see
 /* Runs text-encoder + UNet steps [s->step, o->steps) with the frozen VAE. s_text and s_unet share
  * the step counter of s_unet. */
 kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, const kn_sched_config *sched,
-                        kn_train_state *s_unet, kn_train_state *s_text, const kn_train_opts *o, const kn_train_data *d,
+                        kn_stage_state *s_unet, kn_stage_state *s_text, const kn_train_opts *o, const kn_train_data *d,
                         kn_tokenize_fn tok, void *tok_user, kn_arena *A, kn_train_progress_fn progress, void *user);
 
 #endif
