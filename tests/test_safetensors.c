@@ -399,3 +399,52 @@ KT_TEST(safetensors_lenient_cases) {
     st = kn_st_open_memory(buf, 20, "mem");
     KT_CHECK(st == NULL && strstr(kn_last_error(), "mem: header length") != NULL);
 }
+
+KT_TEST(safetensors_fuzz_corpus_regressions) {
+    /* every committed fuzz input (seeds and what the fuzzer kept) opens from a file and from
+     * memory with the same answer, and a failure is one line starting with the path */
+    DIR *d = opendir("fuzz/corpus/safetensors");
+    KT_CHECKF(d != NULL, "cannot open fuzz/corpus/safetensors (run the tests from the repository root)");
+    if (!d)
+        return;
+    int n = 0, opened = 0;
+    struct dirent *de;
+    static char buf[1 << 16];
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "fuzz/corpus/safetensors/%s", de->d_name);
+        FILE *f = fopen(p, "rb");
+        if (!f)
+            continue;
+        size_t k = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        n++;
+        kn_safetensors *a = kn_st_open(p);
+        char msg_a[512];
+        snprintf(msg_a, sizeof msg_a, "%s", kn_last_error());
+        kn_safetensors *b = kn_st_open_memory(buf, k, p);
+        KT_CHECKF((a == NULL) == (b == NULL), "%s: file and memory disagree", p);
+        if (!a && !b) {
+            KT_CHECKF(!strcmp(msg_a, kn_last_error()), "%s: '%s' vs '%s'", p, msg_a, kn_last_error());
+            KT_CHECKF(strstr(msg_a, p) == msg_a && !strchr(msg_a, '\n'), "%s: bad message '%s'", p, msg_a);
+        }
+        if (a && b) {
+            opened++;
+            KT_CHECK(kn_st_count(a) == kn_st_count(b));
+            for (int i = 0; i < kn_st_count(a); i++) {
+                kn_tensor ta, tb;
+                const char *nm = kn_st_name(a, i);
+                kn_status sa = kn_st_get(a, nm, &ta), sb = kn_st_get(b, nm, &tb);
+                KT_CHECK(sa == sb);
+                if (sa == KN_OK && sb == KN_OK)
+                    KT_CHECK(memcmp(ta.data, tb.data, kn_tensor_nbytes(&ta)) == 0);
+            }
+        }
+        kn_st_close(a);
+        kn_st_close(b);
+    }
+    closedir(d);
+    KT_CHECK(n >= 6 && opened >= 3);
+}
