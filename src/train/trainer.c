@@ -67,12 +67,16 @@ static uint64_t sample_index(const kn_train_opts *o, int64_t step, int batch, in
     return ((uint64_t)step * (uint64_t)world + (uint64_t)o->rank) * (uint64_t)batch + (uint64_t)b;
 }
 
-/* One random training clip as floats (3, T, H, W) in [-1, 1], caption into cap. */
-static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, kn_shapes_caption *cap, uint8_t *rgb,
-                           float *out) {
-    KN_TRY(kn_shapes_sample(KN_SPLIT_RANDOM, mix(seed, S_CAPTION, 0), index, cap));
+/* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. */
+static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, char *caption, size_t cap,
+                           uint8_t *rgb, float *out) {
+    if (d->source)
+        return d->source(index, out, caption, cap, d->source_user);
+    kn_shapes_caption c;
+    KN_TRY(kn_shapes_sample(KN_SPLIT_RANDOM, mix(seed, S_CAPTION, 0), index, &c));
+    KN_TRY(kn_shapes_format(&c, caption, cap));
     kn_shapes_render_params rp = {d->size, d->frames, d->fps};
-    KN_TRY(kn_shapes_render(cap, mix(seed, S_CLIP, index), &rp, rgb, NULL));
+    KN_TRY(kn_shapes_render(&c, mix(seed, S_CLIP, index), &rp, rgb, NULL));
     int64_t T = d->frames, HW = (int64_t)d->size * d->size;
     for (int64_t t = 0; t < T; t++)
         for (int64_t k = 0; k < HW; k++)
@@ -103,8 +107,8 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
             break;
         }
         for (int b = 0; b < d->batch && st == KN_OK; b++) {
-            kn_shapes_caption cap;
-            st = draw_clip(d, o->seed, sample_index(o, s->step, d->batch, b), &cap, rgb, clip);
+            char cap[512];
+            st = draw_clip(d, o->seed, sample_index(o, s->step, d->batch, b), cap, sizeof cap, rgb, clip);
             for (int j = 0; j < d->vae_frames && st == KN_OK; j++) {
                 int64_t t = (int64_t)(uniform(mix(o->seed, S_FRAME, 0), sample_index(o, s->step, d->batch, b) * (uint64_t)d->vae_frames + (uint64_t)j) * T);
                 if (t >= T) t = T - 1;
@@ -168,8 +172,8 @@ kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t see
         kn_var *x = kn_var_new(&c, 4, (int64_t[]){T, 3, d->size, d->size});
         if (!rgb || !clip || !x)
             return KN_ERR_NOMEM;
-        kn_shapes_caption cap;
-        KN_TRY(draw_clip(d, seed ^ 0xabcdefULL, (uint64_t)i, &cap, rgb, clip));
+        char cap[512];
+        KN_TRY(draw_clip(d, seed ^ 0xabcdefULL, (uint64_t)i, cap, sizeof cap, rgb, clip));
         for (int64_t t = 0; t < T; t++)
             for (int ch = 0; ch < 3; ch++)
                 memcpy((float *)x->v.data + (t * 3 + ch) * HW, clip + (ch * T + t) * HW, (size_t)HW * sizeof(float));
@@ -220,11 +224,9 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         }
         size_t data_mark = kn_arena_mark(A);
         for (int64_t b = 0; b < B && st == KN_OK; b++) {
-            kn_shapes_caption cap;
-            if ((st = draw_clip(d, o->seed, sample_index(o, step, (int)B, (int)b), &cap, rgb, clip)) != KN_OK)
-                break;
-            char text_buf[256];
-            if ((st = kn_shapes_format(&cap, text_buf, sizeof text_buf)) != KN_OK)
+            char text_buf[512];
+            if ((st = draw_clip(d, o->seed, sample_index(o, step, (int)B, (int)b), text_buf, sizeof text_buf, rgb,
+                                clip)) != KN_OK)
                 break;
             int drop = uniform(mix(o->seed, S_DROP, 0), sample_index(o, step, (int)B, (int)b)) < o->cond_dropout;
             if ((st = tok(drop ? "" : text_buf, ids + b * L, (int)L, tok_user)) != KN_OK)

@@ -22,12 +22,19 @@
 /* Writes the padded ids (len 77 or the text model's max) of text into ids. */
 typedef kn_status (*kn_tokenize_fn)(const char *text, int32_t *ids, int len, void *user);
 
+/* A clip source: writes clip number `index` as floats (3, frames, size, size) in [-1, 1] and its
+ * caption (NUL-terminated, at most cap bytes). Must be a pure function of index (resume and
+ * data parallelism rely on it). NULL in kn_train_data means Shapes-T2V rendered on the fly. */
+typedef kn_status (*kn_clip_source_fn)(uint64_t index, float *clip, char *caption, size_t cap, void *user);
+
 typedef struct kn_train_data {
     int size;       /* pixels (square) */
     int frames;     /* frames per clip */
     int fps;        /* 16, 8 or 4 */
     int batch;      /* clips per step (the VAE stage uses batch * frames_per_clip_vae frames) */
     int vae_frames; /* frames drawn per clip in the VAE stage */
+    kn_clip_source_fn source; /* NULL: Shapes-T2V (random split, held-out compositions excluded) */
+    void *source_user;
 } kn_train_data;
 
 /* Called after backward, before the optimiser step, on each params table being trained: the hook
