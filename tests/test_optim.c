@@ -138,8 +138,8 @@ KT_TEST(optim_lr_schedule_and_ema_decay) {
     e.warmup = 0;
     e.updates = 0;
     KT_NEAR(kn_ema_next_decay(&e), 0.999, 1e-15);
-    KT_CHECK(kn_ema_init(&e, &P, 1.5, 0) == KN_ERR_ARG);
     kn_ema_free(&e);
+    KT_CHECK(kn_ema_init(&e, &P, 1.5, 0) == KN_ERR_ARG);
     kn_adamw o;
     kn_adamw_config bad = kn_adamw_default_config();
     KT_CHECK(kn_adamw_init(&o, &bad, &P) == KN_ERR_ARG); /* no grads yet */
