@@ -2,6 +2,7 @@
  * [--resume]`: trains a latent text-to-video model from scratch on Shapes-T2V, logs the loss to
  * DIR/log.csv and exports the result as a diffusers folder DIR/model. */
 #include "cli/cli.h"
+#include "io/checkpoint_io.h"
 #include "io/export.h"
 #include "io/tokenizer.h"
 #include "train/recipes.h"
@@ -20,15 +21,73 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Everything a checkpoint holds: one state per model. */
+typedef struct {
+    kn_stage_state *stage[3]; /* vae, unet, text */
+    kn_train_state ck[3];
+    const char *path;
+    char config[512];
+} ckpt_ctx;
+
+static void ckpt_bind(ckpt_ctx *k, kn_params *P[3]) {
+    static const char *tags[3] = {"vae", "unet", "text"};
+    for (int i = 0; i < 3; i++) {
+        kn_train_state *c = &k->ck[i];
+        memset(c, 0, sizeof *c);
+        c->P = P[i];
+        c->opt = &k->stage[i]->opt;
+        c->ema = k->stage[i]->have_ema ? &k->stage[i]->ema : NULL;
+        c->tag = tags[i];
+        c->config_json = k->config;
+    }
+}
+
+static kn_status ckpt_save(ckpt_ctx *k) {
+    const kn_train_state *S[3];
+    for (int i = 0; i < 3; i++) {
+        k->ck[i].step = k->stage[i]->step;
+        S[i] = &k->ck[i];
+    }
+    return kn_ckpt_save_many(k->path, S, 3);
+}
+
+static kn_status ckpt_load(ckpt_ctx *k) {
+    kn_train_state *S[3] = {&k->ck[0], &k->ck[1], &k->ck[2]};
+    KN_TRY(kn_ckpt_load_many(k->path, S, 3));
+    for (int i = 0; i < 3; i++)
+        k->stage[i]->step = k->ck[i].step;
+    return KN_OK;
+}
+
 typedef struct {
     FILE *log;
     double t0;
     int64_t first;
     int quiet;
+    long save_every;
+    ckpt_ctx *ck;
+    int failed;
 } progress_ctx;
 
 static int on_progress(const char *stage, int64_t step, int64_t steps, double loss, void *user) {
     progress_ctx *p = user;
+    /* the stage's step counter is advanced by the trainer after this call: save as if it were */
+    int stop = kn_train_stop_requested();
+    if ((p->save_every > 0 && (step + 1) % p->save_every == 0) || stop || step + 1 == steps) {
+        kn_stage_state *s = !strcmp(stage, "vae") ? p->ck->stage[0] : p->ck->stage[1];
+        int64_t keep = s->step;
+        s->step = step + 1;
+        if (s == p->ck->stage[1])
+            p->ck->stage[2]->step = step + 1;
+        kn_status st = ckpt_save(p->ck);
+        s->step = keep;
+        if (s == p->ck->stage[1])
+            p->ck->stage[2]->step = keep;
+        if (st != KN_OK) {
+            p->failed = 1;
+            return 1;
+        }
+    }
     double el = now() - p->t0;
     double rate = (step + 1 - p->first) / (el > 1e-9 ? el : 1e-9);
     if (p->log) {
@@ -43,7 +102,35 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
         if (step + 1 == steps)
             fputc('\n', stderr);
     }
-    return 0;
+    return stop;
+}
+
+/* Keeps the rows of log.csv that come before the checkpoint (vae rows < vae_step, unet rows <
+ * unet_step), so that a resumed run's log equals an uninterrupted run's. */
+static kn_status trim_log(const char *path, int64_t vae_step, int64_t unet_step) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return KN_OK;
+    char tmp[2100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return kn_fail(KN_ERR_IO, "%s: cannot write", tmp);
+    }
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char stage[32];
+        long long step;
+        if (sscanf(line, "%31[^,],%lld,", stage, &step) == 2 &&
+            ((!strcmp(stage, "vae") && step >= vae_step) || (!strcmp(stage, "unet") && step >= unet_step)))
+            continue;
+        fputs(line, o);
+    }
+    fclose(f);
+    if (fclose(o) != 0 || rename(tmp, path) != 0)
+        return kn_fail(KN_ERR_IO, "%s: cannot rewrite", path);
+    return KN_OK;
 }
 
 typedef struct { kn_tokenizer *tok; int pad; } tok_ctx;
@@ -63,6 +150,9 @@ static void usage(FILE *f) {
                "  --recipe NAME      built-in recipe (smoke)\n"
                "  --out DIR          where the log (log.csv) and the model (DIR/model) go\n"
                "  --steps N          UNet steps (default: the recipe's); the VAE stage scales with it\n"
+               "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
+               "                     each stage and on SIGINT/SIGTERM)\n"
+               "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
                "  --seed S           data and initialisation seed (default: the recipe's)\n"
                "  --tokenizer DIR    CLIP vocabulary (vocab.json + merges.txt; default ../shared/fixtures/clip)\n"
                "  --threads N        threads (default: all cores)\n"
@@ -71,9 +161,9 @@ static void usage(FILE *f) {
 
 static int cmd_train(int argc, char **argv) {
     const char *recipe = NULL, *out = NULL, *tokdir = NULL;
-    long steps = -1, threads = 0;
+    long steps = -1, threads = 0, save_every = 50;
     uint64_t seed = 0;
-    int have_seed = 0, quiet = 0;
+    int have_seed = 0, quiet = 0, resume = 0;
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
@@ -83,6 +173,8 @@ static int cmd_train(int argc, char **argv) {
         {"--tokenizer", NULL, KN_OPT_STR, &tokdir},
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
         {"--quiet", "-q", KN_OPT_FLAG, &quiet},
+        {"--save-every", NULL, KN_OPT_INT, &save_every, 0, 100000000},
+        {"--resume", NULL, KN_OPT_FLAG, &resume},
     };
     const char *pos[1];
     int npos;
@@ -152,41 +244,13 @@ static int cmd_train(int argc, char **argv) {
     kn_params_init_default(&vae->P, rc.vae_opts.seed);
     kn_params_init_default(&text->P, rc.unet_opts.seed ^ 0x7e47);
     kn_params_init_default(&unet->P, rc.unet_opts.seed);
-    char path[2048];
-    snprintf(path, sizeof path, "%s/log.csv", out);
-    log = fopen(path, "w");
-    if (!log) {
-        kn_cli_error("train: cannot write %s: %s", path, strerror(errno));
-        goto done;
-    }
-    fprintf(log, "stage,step,loss,seconds\n");
-    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
-    A = kn_arena_new(phys / 2);
-    if (!A) {
-        kn_cli_error("%s", kn_last_error());
-        goto done;
-    }
-    fprintf(stderr, "recipe %s: %s\n  vae %zu params, text encoder %zu, unet %zu; data %dx%d, %d frames at %d fps\n",
-            rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
-            rc.data.fps);
-    double t0 = now();
+    char path[2048], ckpath[2048];
+    snprintf(ckpath, sizeof ckpath, "%s/last.safetensors", out);
     if (kn_stage_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
     sv_ok = 1;
-    progress_ctx pv = {log, now(), sv.step, quiet};
-    if (kn_train_vae(vae, &sv, &rc.vae_opts, &rc.data, A, on_progress, &pv) != KN_OK) {
-        kn_cli_error("%s", kn_last_error());
-        goto done;
-    }
-    float scale = 1.0f;
-    if (kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
-        kn_cli_error("%s", kn_last_error());
-        goto done;
-    }
-    vae->cfg.scaling_factor = scale;
-    fprintf(stderr, "vae done in %.0f s; latent scaling factor %.4f\n", now() - t0, scale);
     if (kn_stage_state_init(&su, &unet->P, &rc.unet_opts) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
@@ -197,11 +261,81 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     st_ok = 1;
-    tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
-    progress_ctx pu = {log, now(), su.step, quiet};
-    if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,
-                      &pu) != KN_OK) {
+    ckpt_ctx ck = {{&sv, &su, &st_}, {{0}}, ckpath, ""};
+    snprintf(ck.config, sizeof ck.config,
+             "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu}",
+             rc.name, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
+             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed);
+    kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
+    ckpt_bind(&ck, Ps);
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    if (resume) {
+        struct stat sb;
+        if (stat(ckpath, &sb) != 0) {
+            kn_cli_error("train: --resume but %s does not exist", ckpath);
+            goto done;
+        }
+        kn_ckpt_remove_stale_tmp(ckpath);
+        char *cfg = kn_ckpt_read_config(ckpath);
+        if (!cfg || strcmp(cfg, ck.config)) {
+            kn_cli_error("train: %s was written by another recipe or options (%s); resume with the same ones",
+                         ckpath, cfg ? cfg : kn_last_error());
+            free(cfg);
+            goto done;
+        }
+        free(cfg);
+        if (ckpt_load(&ck) != KN_OK || trim_log(path, sv.step, su.step) != KN_OK) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        fprintf(stderr, "resumed from %s: vae step %lld, unet step %lld\n", ckpath, (long long)sv.step,
+                (long long)su.step);
+    }
+    log = fopen(path, resume ? "a" : "w");
+    if (!log) {
+        kn_cli_error("train: cannot write %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!resume)
+        fprintf(log, "stage,step,loss,seconds\n");
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    A = kn_arena_new(phys / 2);
+    if (!A) {
         kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    kn_train_install_signal_handlers();
+    fprintf(stderr, "recipe %s: %s\n  vae %zu params, text encoder %zu, unet %zu; data %dx%d, %d frames at %d fps\n",
+            rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
+            rc.data.fps);
+    double t0 = now();
+    progress_ctx pv = {log, now(), sv.step, quiet, save_every, &ck, 0};
+    if (kn_train_vae(vae, &sv, &rc.vae_opts, &rc.data, A, on_progress, &pv) != KN_OK || pv.failed) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    if (kn_train_stop_requested()) {
+        fprintf(stderr, "stopped at vae step %lld; resume with --resume\n", (long long)sv.step);
+        ret = 0;
+        goto done;
+    }
+    float scale = 1.0f;
+    if (kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    vae->cfg.scaling_factor = scale;
+    fprintf(stderr, "vae done; latent scaling factor %.4f\n", scale);
+    tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
+    progress_ctx pu = {log, now(), su.step, quiet, save_every, &ck, 0};
+    if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,
+                      &pu) != KN_OK || pu.failed) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    if (kn_train_stop_requested()) {
+        fprintf(stderr, "stopped at unet step %lld; resume with --resume\n", (long long)su.step);
+        ret = 0;
         goto done;
     }
     /* export the EMA weights */

@@ -24,10 +24,53 @@ static uLong entry_crc(uLong crc, const kn_tensor *t) {
     return crc;
 }
 
+/* The entries of several states, one after the other. */
+typedef struct {
+    const kn_train_state *const *S;
+    int n;
+} group;
+
+static int g_count(const group *g) {
+    int total = 0;
+    for (int k = 0; k < g->n; k++) {
+        int c = kn_ckpt_count(g->S[k]);
+        if (c < 0)
+            return -1;
+        total += c;
+    }
+    return total;
+}
+
+static kn_status g_entry(const group *g, int i, char *name, size_t cap, kn_tensor *view) {
+    for (int k = 0; k < g->n; k++) {
+        int c = kn_ckpt_count(g->S[k]);
+        if (c < 0)
+            return KN_ERR_ARG;
+        if (i < c)
+            return kn_ckpt_entry(g->S[k], i, name, cap, view);
+        i -= c;
+    }
+    return kn_fail(KN_ERR_ARG, "checkpoint: entry index out of range");
+}
+
 kn_status kn_ckpt_save(const char *path, const kn_train_state *S) {
+    const kn_train_state *one[1] = {S};
+    return kn_ckpt_save_many(path, one, 1);
+}
+
+kn_status kn_ckpt_load(const char *path, kn_train_state *S) {
+    kn_train_state *one[1] = {S};
+    return kn_ckpt_load_many(path, one, 1);
+}
+
+kn_status kn_ckpt_save_many(const char *path, const kn_train_state *const *SS, int ns) {
     if (!path)
         return kn_fail(KN_ERR_ARG, "checkpoint: no path");
-    int n = kn_ckpt_count(S);
+    if (ns < 1)
+        return kn_fail(KN_ERR_ARG, "checkpoint: no state");
+    group G = {SS, ns};
+    const kn_train_state *S = SS[0];
+    int n = g_count(&G);
     if (n < 0)
         return KN_ERR_ARG;
     kn_st_writer *w = kn_st_writer_new();
@@ -38,7 +81,7 @@ kn_status kn_ckpt_save(const char *path, const kn_train_state *S) {
     char name[CKPT_NAME], buf[64];
     for (int i = 0; i < n && st == KN_OK; i++) {
         kn_tensor v;
-        st = kn_ckpt_entry(S, i, name, sizeof name, &v);
+        st = g_entry(&G, i, name, sizeof name, &v);
         if (st == KN_OK)
             st = kn_st_writer_add(w, name, &v);
         if (st == KN_OK)
@@ -60,8 +103,11 @@ kn_status kn_ckpt_save(const char *path, const kn_train_state *S) {
     return st;
 }
 
-kn_status kn_ckpt_load(const char *path, kn_train_state *S) {
-    int n = kn_ckpt_count(S);
+kn_status kn_ckpt_load_many(const char *path, kn_train_state *const *SS, int ns) {
+    if (ns < 1)
+        return kn_fail(KN_ERR_ARG, "checkpoint: no state");
+    group G = {(const kn_train_state *const *)SS, ns};
+    int n = g_count(&G);
     if (n < 0)
         return KN_ERR_ARG;
     kn_safetensors *st = kn_st_open(path);
@@ -79,7 +125,7 @@ kn_status kn_ckpt_load(const char *path, kn_train_state *S) {
     uLong crc = crc32(0L, Z_NULL, 0);
     for (int i = 0; i < n; i++) {
         kn_tensor want, got;
-        if ((rc = kn_ckpt_entry(S, i, name, sizeof name, &want)) != KN_OK)
+        if ((rc = g_entry(&G, i, name, sizeof name, &want)) != KN_OK)
             goto done;
         if (kn_st_find(st, name) < 0) {
             rc = kn_fail(KN_ERR_FORMAT, "checkpoint %s: entry '%s' is missing", path, name);
@@ -101,7 +147,7 @@ kn_status kn_ckpt_load(const char *path, kn_train_state *S) {
             int found = 0;
             for (int i = 0; i < n && !found; i++) {
                 kn_tensor v;
-                kn_ckpt_entry(S, i, name, sizeof name, &v);
+                g_entry(&G, i, name, sizeof name, &v);
                 found = !strcmp(name, fn);
             }
             if (!found) {
@@ -120,7 +166,7 @@ kn_status kn_ckpt_load(const char *path, kn_train_state *S) {
     /* pass 2: copy */
     for (int i = 0; i < n; i++) {
         kn_tensor want, got;
-        kn_ckpt_entry(S, i, name, sizeof name, &want);
+        g_entry(&G, i, name, sizeof name, &want);
         kn_st_get(st, name, &got);
         memcpy(want.data, got.data, kn_tensor_nbytes(&want));
     }

@@ -13,6 +13,10 @@ kn_status kn_ckpt_save(const char *path, const kn_train_state *S);
  * format, CRC, every name, dtype and shape, and that the file holds nothing else, before it
  * changes anything; on failure S is untouched and the message names the file and the entry. */
 kn_status kn_ckpt_load(const char *path, kn_train_state *S);
+/* The same for several states in one file (one per model; give each a distinct tag). The step and
+ * config in __metadata__ are those of S[0]. */
+kn_status kn_ckpt_save_many(const char *path, const kn_train_state *const *S, int n);
+kn_status kn_ckpt_load_many(const char *path, kn_train_state *const *S, int n);
 /* The training config JSON saved in path (a heap copy; free() it), NULL + message on failure. */
 char *kn_ckpt_read_config(const char *path);
 /* Removes "<path>.tmp.*" files left by a writer that was killed mid-write. Returns how many. */

@@ -45,17 +45,18 @@ kn_status kn_ckpt_entry(const kn_train_state *S, int i, char *name, size_t cap, 
     int k = i - n_groups(S) * np;
     int64_t one = 1, nr = S->n_rng;
     kn_train_state *W = (kn_train_state *)S; /* the views are written through on restore */
+    const char *t = S->tag ? S->tag : "", *dot = S->tag ? "." : "";
     if (k == 0) {
-        snprintf(name, cap, "train.step");
+        snprintf(name, cap, "%s%strain.step", t, dot);
         *view = kn_tensor_view(KN_I64, 1, &one, &W->step);
     } else if (k == 1) {
-        snprintf(name, cap, "optim.step");
+        snprintf(name, cap, "%s%soptim.step", t, dot);
         *view = kn_tensor_view(KN_I64, 1, &one, &W->opt->step);
     } else if (k == 2 && S->ema) {
-        snprintf(name, cap, "ema.updates");
+        snprintf(name, cap, "%s%sema.updates", t, dot);
         *view = kn_tensor_view(KN_I64, 1, &one, &W->ema->updates);
     } else {
-        snprintf(name, cap, "train.rng");
+        snprintf(name, cap, "%s%strain.rng", t, dot);
         *view = kn_tensor_view(KN_I64, 1, &nr, W->rng);
     }
     return KN_OK;

@@ -29,6 +29,8 @@ typedef struct kn_train_state {
     int64_t rng[KN_CKPT_MAX_RNG];
     int n_rng;         /* how many rng values are saved (0..KN_CKPT_MAX_RNG) */
     const char *config_json; /* not owned; NULL: "{}" */
+    const char *tag;   /* NULL, or a prefix for the scalar entries ("<tag>.train.step", ...) so that
+                        * several states (one per model) can share one checkpoint file */
 } kn_train_state;
 
 /* Number of entries for S (fails with -1 and a message when S is incomplete). */
