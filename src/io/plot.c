@@ -90,6 +90,12 @@ static kn_status parse_log(const char *text, size_t n, const char *name, kn_loss
         int blank = 1;
         for (size_t i = 0; i < len && blank; i++) blank = isspace((unsigned char)line[i]) != 0;
         if (blank) continue;
+        char raw[64]; /* the start of the line, for the header error */
+        size_t rl = KN_MIN(len, sizeof raw - 1);
+        memcpy(raw, line, rl);
+        raw[rl] = 0;
+        for (char *q = raw; *q; q++)
+            if ((unsigned char)*q < 0x20) *q = ' ';
         int nf = split_fields(line, f, KN_LOG_MAX_FIELDS);
         if (nf > KN_LOG_MAX_FIELDS)
             return kn_fail(KN_ERR_FORMAT, "%s:%lld: more than %d columns", name, (long long)lineno, KN_LOG_MAX_FIELDS);
@@ -101,8 +107,8 @@ static kn_status parse_log(const char *text, size_t n, const char *name, kn_loss
             }
             if (ci_stage < 0 || ci_step < 0 || ci_loss < 0)
                 return kn_fail(KN_ERR_FORMAT,
-                               "%s:%lld: missing header: expected columns stage,step,loss(,seconds), got '%.60s'",
-                               name, (long long)lineno, text + (pos - len - 1));
+                               "%s:%lld: missing header: expected columns stage,step,loss(,seconds), got '%s'",
+                               name, (long long)lineno, raw);
             have_header = 1;
             ncols = nf;
             continue;
