@@ -25,7 +25,7 @@ endif
 
 ARCH := $(if $(filter 1,$(NATIVE)),-march=native,-mavx2 -mfma -mf16c)
 
-PKGS    := libcjson libpng libjpeg libwebp libwebpmux libavformat libavcodec libavutil libswscale zlib
+PKGS    := libcjson libpng libjpeg libwebp libwebpmux libavformat libavcodec libavutil libswscale zlib ompi-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

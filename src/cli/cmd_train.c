@@ -2,6 +2,7 @@
  * [--resume]`: trains a latent text-to-video model from scratch on Shapes-T2V, logs the loss to
  * DIR/log.csv and exports the result as a diffusers folder DIR/model. */
 #include "cli/cli.h"
+#include "cli/dist.h"
 #include "io/checkpoint_io.h"
 #include "io/export.h"
 #include "io/tokenizer.h"
@@ -67,13 +68,16 @@ typedef struct {
     long save_every;
     ckpt_ctx *ck;
     int failed;
+    int rank; /* only rank 0 writes */
 } progress_ctx;
 
 static int on_progress(const char *stage, int64_t step, int64_t steps, double loss, void *user) {
     progress_ctx *p = user;
-    /* the stage's step counter is advanced by the trainer after this call: save as if it were */
-    int stop = kn_train_stop_requested();
-    if ((p->save_every > 0 && (step + 1) % p->save_every == 0) || stop || step + 1 == steps) {
+    /* the stage's step counter is advanced by the trainer after this call: save as if it were.
+     * Under MPI every rank must stop at the same step: rank 0's flag decides. */
+    int stop = kn_dist_bcast_int(kn_train_stop_requested());
+    loss = kn_dist_mean(loss); /* the loss of the whole batch, over all ranks */
+    if (p->rank == 0 && ((p->save_every > 0 && (step + 1) % p->save_every == 0) || stop || step + 1 == steps)) {
         kn_stage_state *s = !strcmp(stage, "vae") ? p->ck->stage[0] : p->ck->stage[1];
         int64_t keep = s->step;
         s->step = step + 1;
@@ -153,6 +157,9 @@ static void usage(FILE *f) {
                "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
+               "  --batch N          clips per step and per rank (default: the recipe's)\n"
+               "  Under `mpirun -np K kinema train ...` the K ranks split each step's data and average\n"
+               "  their gradients (K ranks x batch B = one rank x batch K*B); rank 0 writes the files.\n"
                "  --seed S           data and initialisation seed (default: the recipe's)\n"
                "  --tokenizer DIR    CLIP vocabulary (vocab.json + merges.txt; default ../shared/fixtures/clip)\n"
                "  --threads N        threads (default: all cores)\n"
@@ -161,7 +168,7 @@ static void usage(FILE *f) {
 
 static int cmd_train(int argc, char **argv) {
     const char *recipe = NULL, *out = NULL, *tokdir = NULL;
-    long steps = -1, threads = 0, save_every = 50;
+    long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
     int have_seed = 0, quiet = 0, resume = 0;
     const char *seed_s = NULL;
@@ -175,6 +182,7 @@ static int cmd_train(int argc, char **argv) {
         {"--quiet", "-q", KN_OPT_FLAG, &quiet},
         {"--save-every", NULL, KN_OPT_INT, &save_every, 0, 100000000},
         {"--resume", NULL, KN_OPT_FLAG, &resume},
+        {"--batch", NULL, KN_OPT_INT, &batch, 1, 4096},
     };
     const char *pos[1];
     int npos;
@@ -210,6 +218,18 @@ static int cmd_train(int argc, char **argv) {
     if (have_seed) {
         rc.vae_opts.seed = seed * 2 + 1;
         rc.unet_opts.seed = seed * 2 + 2;
+    }
+    if (batch > 0)
+        rc.data.batch = (int)batch;
+    int rank = 0, world = 1;
+    if (kn_dist_init(NULL, NULL, &rank, &world) != KN_OK)
+        return kn_cli_error("train: %s", kn_last_error());
+    rc.vae_opts.rank = rc.unet_opts.rank = rank;
+    rc.vae_opts.world = rc.unet_opts.world = world;
+    if (world > 1) {
+        rc.vae_opts.grad_sync = rc.unet_opts.grad_sync = kn_dist_average_grads;
+        if (rank != 0)
+            quiet = 1;
     }
     if (!tokdir)
         tokdir = "../shared/fixtures/clip";
@@ -263,9 +283,10 @@ static int cmd_train(int argc, char **argv) {
     st_ok = 1;
     ckpt_ctx ck = {{&sv, &su, &st_}, {{0}}, ckpath, ""};
     snprintf(ck.config, sizeof ck.config,
-             "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu}",
+             "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
+             "\"batch\": %d, \"world\": %d}",
              rc.name, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
-             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed);
+             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world);
     kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
@@ -275,7 +296,8 @@ static int cmd_train(int argc, char **argv) {
             kn_cli_error("train: --resume but %s does not exist", ckpath);
             goto done;
         }
-        kn_ckpt_remove_stale_tmp(ckpath);
+        if (rank == 0)
+            kn_ckpt_remove_stale_tmp(ckpath);
         char *cfg = kn_ckpt_read_config(ckpath);
         if (!cfg || strcmp(cfg, ck.config)) {
             kn_cli_error("train: %s was written by another recipe or options (%s); resume with the same ones",
@@ -284,19 +306,19 @@ static int cmd_train(int argc, char **argv) {
             goto done;
         }
         free(cfg);
-        if (ckpt_load(&ck) != KN_OK || trim_log(path, sv.step, su.step) != KN_OK) {
+        if (ckpt_load(&ck) != KN_OK || (rank == 0 && trim_log(path, sv.step, su.step) != KN_OK)) {
             kn_cli_error("%s", kn_last_error());
             goto done;
         }
         fprintf(stderr, "resumed from %s: vae step %lld, unet step %lld\n", ckpath, (long long)sv.step,
                 (long long)su.step);
     }
-    log = fopen(path, resume ? "a" : "w");
-    if (!log) {
+    log = rank == 0 ? fopen(path, resume ? "a" : "w") : NULL;
+    if (rank == 0 && !log) {
         kn_cli_error("train: cannot write %s: %s", path, strerror(errno));
         goto done;
     }
-    if (!resume)
+    if (log && !resume)
         fprintf(log, "stage,step,loss,seconds\n");
     size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     A = kn_arena_new(phys / 2);
@@ -305,11 +327,12 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     kn_train_install_signal_handlers();
+    if (rank == 0)
     fprintf(stderr, "recipe %s: %s\n  vae %zu params, text encoder %zu, unet %zu; data %dx%d, %d frames at %d fps\n",
             rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
             rc.data.fps);
     double t0 = now();
-    progress_ctx pv = {log, now(), sv.step, quiet, save_every, &ck, 0};
+    progress_ctx pv = {log, now(), sv.step, quiet, save_every, &ck, 0, rank};
     if (kn_train_vae(vae, &sv, &rc.vae_opts, &rc.data, A, on_progress, &pv) != KN_OK || pv.failed) {
         kn_cli_error("%s", kn_last_error());
         goto done;
@@ -325,9 +348,10 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     vae->cfg.scaling_factor = scale;
-    fprintf(stderr, "vae done; latent scaling factor %.4f\n", scale);
+    if (rank == 0)
+        fprintf(stderr, "vae done; latent scaling factor %.4f\n", scale);
     tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
-    progress_ctx pu = {log, now(), su.step, quiet, save_every, &ck, 0};
+    progress_ctx pu = {log, now(), su.step, quiet, save_every, &ck, 0, rank};
     if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,
                       &pu) != KN_OK || pu.failed) {
         kn_cli_error("%s", kn_last_error());
@@ -344,11 +368,13 @@ static int cmd_train(int argc, char **argv) {
     if (st_.have_ema)
         kn_ema_copy_to(&st_.ema, &text->P);
     snprintf(path, sizeof path, "%s/model", out);
-    if (kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>") != KN_OK) {
+    if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>") != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
-    fprintf(stderr, "trained in %.0f s; wrote %s (kinema generate --model %s ...)\n", now() - t0, path, path);
+    kn_dist_barrier();
+    if (rank == 0)
+        fprintf(stderr, "trained in %.0f s; wrote %s (kinema generate --model %s ...)\n", now() - t0, path, path);
     ret = 0;
 done:
     if (sv_ok) kn_stage_state_free(&sv);
@@ -360,6 +386,7 @@ done:
     kn_clip_text_free(text);
     kn_unet3d_free(unet);
     if (tok) kn_tokenizer_free(tok);
+    kn_dist_finalize();
     return ret;
 }
 
