@@ -261,3 +261,37 @@ KT_TEST(folder_data_errors) {
     KT_CHECK(kn_folder_source_clip(3, clip, cap, 0, src) == KN_ERR_ARG);
     kn_folder_source_close(src);
 }
+
+KT_TEST(folder_data_mp4_through_libav) {
+    /* 8 frames at 16 fps read at 8 fps: 4 frames, showing source frames 0, 2, 4, 6 (levels
+     * 30 + 25 t); frames 4 and 5 repeat the last. H.264 is lossy (and the libav round trip is
+     * about 6 levels off here): a tolerance of 8 levels, far below the 50 levels between frames. */
+    char dir[640], p[700];
+    snprintf(dir, sizeof dir, "%s/mp4", kt_tmpdir());
+    mkdir(dir, 0755);
+    kn_video v;
+    KT_OK(kn_video_alloc(&v, 8, 32, 64, 16));
+    for (int t = 0; t < 8; t++) {
+        fill(&v, t, 0, 32, 0, 64, 0, 0, 255);
+        fill(&v, t, 0, 32, 16, 48, 30 + 25 * t, 30 + 25 * t, 30 + 25 * t);
+    }
+    snprintf(p, sizeof p, "%s/m.mp4", dir);
+    KT_OK(kn_video_write(p, &v, NULL));
+    kn_video_free(&v);
+    put_text(dir, "m.txt", "fade\n");
+    kn_folder_source *src = kn_folder_source_open(dir, 8, 6, 8);
+    KT_CHECKF(src != NULL, "open: %s", kn_last_error());
+    if (!src) return;
+    float clip[3 * 6 * 8 * 8];
+    char cap[16];
+    KT_OK(kn_folder_source_clip(0, clip, cap, sizeof cap, src));
+    KT_CHECK(!strcmp(cap, "fade"));
+    for (int t = 0; t < 6; t++) {
+        int lv = 30 + 25 * 2 * (t < 4 ? t : 3);
+        double e = 0;
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 64; i++) e = fmax(e, fabs(clip[((size_t)c * 6 + t) * 64 + i] - (lv * 2.0f / 255 - 1.0f)));
+        KT_CHECKF(e < 16.0 / 255, "mp4 frame %d differs from gray %d by %g", t, lv, e * 127.5);
+    }
+    kn_folder_source_close(src);
+}
