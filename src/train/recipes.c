@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static const char *const names[] = {"smoke", NULL};
+static const char *const names[] = {"smoke", "tiny", NULL};
 
 const char *const *kn_recipe_names(void) { return names; }
 
@@ -54,11 +54,51 @@ static void smoke(kn_recipe *r) {
     r->sched = kn_sched_config_modelscope();
 }
 
+/* tiny: a small single-stage latent text-to-video model at 32x32, 8 frames at 4 fps (two
+ * seconds of Shapes-T2V motion), trained in about an hour on 2 cores. It is the bundled default
+ * until the cascade recipes (shapes-mav, shapes-imagen) are trained. */
+static void tiny(kn_recipe *r) {
+    smoke(r);
+    r->name = "tiny";
+    r->about = "small latent text-to-video model, 32x32 x 8 frames at 4 fps (about an hour on 2 cores)";
+    r->data = (kn_train_data){.size = 32, .frames = 8, .fps = 4, .batch = 4, .vae_frames = 4};
+    r->vae.block_out_channels[0] = 32;
+    r->vae.block_out_channels[1] = 64;
+    r->vae_opts.steps = 600;
+    r->vae_opts.lr = 1e-3;
+    r->vae_opts.lr_min = 1e-4;
+    r->vae_opts.warmup = 50;
+    r->text.hidden_size = 64;
+    r->text.intermediate_size = 128;
+    r->text.num_hidden_layers = 2;
+    r->text.num_attention_heads = 4;
+    r->unet.nblocks = 3;
+    r->unet.block_out_channels[0] = 64;
+    r->unet.block_out_channels[1] = 96;
+    r->unet.block_out_channels[2] = 96;
+    r->unet.down_types[0] = r->unet.down_types[1] = KN_BLOCK_CROSS_ATTN_DOWN;
+    r->unet.down_types[2] = KN_BLOCK_DOWN;
+    r->unet.up_types[0] = KN_BLOCK_UP;
+    r->unet.up_types[1] = r->unet.up_types[2] = KN_BLOCK_CROSS_ATTN_UP;
+    r->unet.attention_head_dim = 16;
+    r->unet.cross_attention_dim = 64;
+    r->unet.norm_num_groups = 16;
+    r->unet_opts.steps = 3000;
+    r->unet_opts.lr = 5e-4;
+    r->unet_opts.lr_min = 5e-5;
+    r->unet_opts.warmup = 100;
+    r->unet_opts.ema_decay = 0.995;
+}
+
 kn_status kn_recipe_get(const char *name, kn_recipe *r) {
     memset(r, 0, sizeof *r);
     if (!strcmp(name, "smoke")) {
         smoke(r);
         return KN_OK;
     }
-    return kn_fail(KN_ERR_ARG, "unknown recipe '%s' (known: smoke)", name);
+    if (!strcmp(name, "tiny")) {
+        tiny(r);
+        return KN_OK;
+    }
+    return kn_fail(KN_ERR_ARG, "unknown recipe '%s' (known: smoke, tiny)", name);
 }
