@@ -87,3 +87,23 @@ KT_TEST(train_resume_after_sigkill_is_exact) {
                 "%s train %s --out '%s/c' --tokenizer '%s/clip' --resume", d, d, d, kt_bin(), opts, d, kt_fixtures());
     KT_CHECKF(rc != 0 && strstr(out, "last.safetensors"), "rc %d: %s", rc, out);
 }
+
+/* Training on a folder of the user's own captioned clips. */
+KT_TEST(train_on_a_folder_of_captioned_clips) {
+    static char out[1 << 16];
+    const char *d = kt_tmpdir();
+    int rc = kt_run(out, sizeof out,
+                    "mkdir -p '%s/data' && %s data render -p 'a small red circle moving left' --seed 1 --size 64 "
+                    "--frames 16 -o '%s/data/a.gif' && echo 'a small red circle moving left' > '%s/data/a.txt' && "
+                    "%s data render -p 'a large blue square standing still' --seed 2 --size 64 --frames 16 "
+                    "-o '%s/data/b.y4m' && echo 'a large blue square standing still' > '%s/data/b.txt' && "
+                    "cp '%s/data/a.gif' '%s/data/uncaptioned.gif'",
+                    d, kt_bin(), d, d, kt_bin(), d, d, d, d);
+    KT_CHECKF(rc == 0, "%s", out);
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 3 --data '%s/data' --out '%s/run' --tokenizer '%s/clip' "
+                "--quiet", kt_bin(), d, d, kt_fixtures());
+    KT_CHECKF(rc == 0 && strstr(out, "2 captioned") && strstr(out, "1 skipped"), "rc %d: %s", rc, out);
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 3 --data '%s/nonexistent' --out '%s/run2' --quiet",
+                kt_bin(), d, d);
+    KT_CHECK(rc != 0 && strstr(out, "nonexistent"));
+}

@@ -5,6 +5,7 @@
 #include "cli/dist.h"
 #include "io/checkpoint_io.h"
 #include "io/export.h"
+#include "io/folder_data.h"
 #include "io/tokenizer.h"
 #include "train/recipes.h"
 
@@ -158,6 +159,8 @@ static void usage(FILE *f) {
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
+               "  --data DIR         train on your own clips: videos and images in DIR, each with a\n"
+               "                     caption in NAME.txt beside it (default: Shapes-T2V rendered on the fly)\n"
                "  Under `mpirun -np K kinema train ...` the K ranks split each step's data and average\n"
                "  their gradients (K ranks x batch B = one rank x batch K*B); rank 0 writes the files.\n"
                "  --seed S           data and initialisation seed (default: the recipe's)\n"
@@ -167,7 +170,7 @@ static void usage(FILE *f) {
 }
 
 static int cmd_train(int argc, char **argv) {
-    const char *recipe = NULL, *out = NULL, *tokdir = NULL;
+    const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
     int have_seed = 0, quiet = 0, resume = 0;
@@ -183,6 +186,7 @@ static int cmd_train(int argc, char **argv) {
         {"--save-every", NULL, KN_OPT_INT, &save_every, 0, 100000000},
         {"--resume", NULL, KN_OPT_FLAG, &resume},
         {"--batch", NULL, KN_OPT_INT, &batch, 1, 4096},
+        {"--data", NULL, KN_OPT_STR, &data_dir},
     };
     const char *pos[1];
     int npos;
@@ -241,6 +245,7 @@ static int cmd_train(int argc, char **argv) {
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
     int ret = 1;
+    kn_folder_source *fsrc = NULL;
     kn_vae *vae = NULL;
     kn_clip_text *text = NULL;
     kn_unet3d *unet = NULL;
@@ -249,6 +254,18 @@ static int cmd_train(int argc, char **argv) {
     FILE *log = NULL;
     kn_stage_state sv = {0}, su = {0}, st_ = {0};
     int sv_ok = 0, su_ok = 0, st_ok = 0;
+    if (data_dir) {
+        fsrc = kn_folder_source_open(data_dir, rc.data.size, rc.data.frames, rc.data.fps);
+        if (!fsrc) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        rc.data.source = kn_folder_source_clip;
+        rc.data.source_user = fsrc;
+        if (rank == 0)
+            fprintf(stderr, "data: %d captioned clips and images in %s (%d skipped without a caption)\n",
+                    kn_folder_source_count(fsrc), data_dir, kn_folder_source_skipped(fsrc));
+    }
     tok = kn_tokenizer_load(tokdir);
     if (!tok) {
         kn_cli_error("%s", kn_last_error());
@@ -284,9 +301,10 @@ static int cmd_train(int argc, char **argv) {
     ckpt_ctx ck = {{&sv, &su, &st_}, {{0}}, ckpath, ""};
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
-             "\"batch\": %d, \"world\": %d}",
+             "\"batch\": %d, \"world\": %d, \"data\": \"%s\"}",
              rc.name, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
-             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world);
+             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
+             data_dir ? "folder" : "shapes-t2v");
     kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
@@ -386,6 +404,7 @@ done:
     kn_clip_text_free(text);
     kn_unet3d_free(unet);
     if (tok) kn_tokenizer_free(tok);
+    if (fsrc) kn_folder_source_close(fsrc);
     kn_dist_finalize();
     return ret;
 }
