@@ -20,17 +20,18 @@ static void usage(FILE *f) {
             "usage: kinema generate [-p] PROMPT [options]\n"
             "  -p, --prompt TEXT       what to generate\n"
             "  -n, --negative TEXT     negative prompt (default \"\")\n"
-            "  -m, --model DIR         diffusers text-to-video folder (model_index.json, unet/, vae/, ...)\n"
+            "  -m, --model DIR         diffusers text-to-video folder (model_index.json, unet/, vae/, ...);\n"
+            "                          default: $KINEMA_MODEL, else the bundled model (models/default)\n"
             "  -o, --output FILE       .mp4 .webm .gif .webp .y4m, NAME%%d.png, DIR/ or *.sheet.png (default out.mp4)\n"
             "      --steps N           denoising steps (default 25)\n"
             "  -g, --guidance G        classifier-free guidance scale (default 9; <= 1 disables it)\n"
-            "      --frames N          frames (default 16)\n"
+            "      --frames N          frames (default: the model's, else 16)\n"
             "  -H, --height N          height in pixels (default: the model's sample_size x the VAE factor)\n"
             "  -W, --width N           width in pixels (default: the same)\n"
             "  -s, --seed N            noise seed (default 0); same seed, same video at any --threads\n"
             "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
             "      --karras            Karras sigmas (euler, euler_a, dpmpp_2m)\n"
-            "      --fps F             frame rate of the output file (default 8)\n"
+            "      --fps F             frame rate of the output file (default: the model's, else 8)\n"
             "      --clip-skip K       use the text encoder's K-th last layer (default 0)\n"
             "      --latents FILE      initial latents (safetensors, one (1,C,F,h,w) tensor) instead of noise\n"
             "      --latents-tensor T  the tensor to read from --latents (default \"latents\" or the first)\n"
@@ -74,9 +75,9 @@ static int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
                *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL, *vae_kind = NULL,
                *vae_path = NULL;
-    long steps = 25, frames = 16, height = 0, width = 0, clip_skip = 0, chunk = 4, threads = 0;
+    long steps = 25, frames = 0, height = 0, width = 0, clip_skip = 0, chunk = 4, threads = 0;
     uint64_t seed = 0;
-    double guidance = 9.0, fps = 8.0, strength = 0.6;
+    double guidance = 9.0, fps = 0, strength = 0.6;
     int karras = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     const kn_cli_opt opts[] = {
@@ -122,8 +123,30 @@ static int cmd_generate(int argc, char **argv) {
         prompt = pos[0];
     if (!prompt)
         return kn_cli_error("generate: no prompt given (kinema generate \"a small red circle moving left\")");
-    if (!model)
-        return kn_cli_error("generate: no --model given, and no bundled model is installed in models/");
+    char bundled[2048];
+    if (!model && getenv("KINEMA_MODEL") && *getenv("KINEMA_MODEL"))
+        model = getenv("KINEMA_MODEL");
+    if (!model) {
+        /* the bundled model: models/default next to the binary's folder (build/kinema ->
+         * models/default), or in the current folder */
+        char exe[1024];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        struct stat sb;
+        if (n > 0) {
+            exe[n] = 0;
+            char *slash = strrchr(exe, '/');
+            if (slash) *slash = 0;
+            snprintf(bundled, sizeof bundled, "%s/../models/default/model_index.json", exe);
+            if (stat(bundled, &sb) == 0) {
+                snprintf(bundled, sizeof bundled, "%s/../models/default", exe);
+                model = bundled;
+            }
+        }
+        if (!model && stat("models/default/model_index.json", &sb) == 0)
+            model = "models/default";
+        if (!model)
+            return kn_cli_error("generate: no --model given and no bundled model in models/default");
+    }
     int vk = 0; /* 0: the model's VAE, 1: TAESD, 2: TAEHV */
     if (vae_kind) {
         if (!strcmp(vae_kind, "taesd")) vk = 1;
@@ -192,7 +215,9 @@ static int cmd_generate(int argc, char **argv) {
     kn_t2v_params par = kn_t2v_params_default();
     par.steps = (int)steps;
     par.guidance_scale = (float)guidance;
-    par.frames = (int)frames;
+    par.frames = frames > 0 ? (int)frames : b.frames > 0 ? b.frames : 16;
+    if (fps <= 0)
+        fps = b.fps > 0 ? b.fps : 8.0;
     {
         /* diffusers' default: unet.config.sample_size * vae_scale_factor */
         int fct = 1 << (b.m.vae->cfg.nblocks - 1), def = b.m.unet->cfg.sample_size > 0 ? b.m.unet->cfg.sample_size * fct : 256;

@@ -386,7 +386,8 @@ static int cmd_train(int argc, char **argv) {
     if (st_.have_ema)
         kn_ema_copy_to(&st_.ema, &text->P);
     snprintf(path, sizeof path, "%s/model", out);
-    if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>") != KN_OK) {
+    kn_export_opts eo = {KN_F32, rc.data.fps, rc.data.frames};
+    if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>", &eo) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }

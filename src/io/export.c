@@ -11,18 +11,41 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-kn_status kn_params_save(const kn_params *P, const char *path) {
+kn_status kn_params_save(const kn_params *P, const char *path, kn_dtype dtype) {
+    if (dtype != KN_F32 && dtype != KN_F16 && dtype != KN_BF16)
+        return kn_fail(KN_ERR_DTYPE, "%s: weights can be saved as F32, F16 or BF16", path);
     kn_st_writer *w = kn_st_writer_new();
     if (!w)
         return KN_ERR_NOMEM;
     kn_status st = KN_OK;
-    for (int i = 0; i < P->n && st == KN_OK; i++)
-        st = kn_st_writer_add(w, P->items[i]->name, &P->items[i]->var.v);
+    uint16_t *half = NULL;
+    if (dtype != KN_F32) {
+        half = malloc(P->numel * sizeof(uint16_t) + 64);
+        if (!half) {
+            kn_st_writer_free(w);
+            return kn_fail(KN_ERR_NOMEM, "%s: out of memory", path);
+        }
+    }
+    for (int i = 0; i < P->n && st == KN_OK; i++) {
+        const kn_tensor *t = &P->items[i]->var.v;
+        if (dtype == KN_F32) {
+            st = kn_st_writer_add(w, P->items[i]->name, t);
+            continue;
+        }
+        /* the half copy lives in one buffer at the parameter's offset in the block */
+        kn_tensor h = *t;
+        h.dtype = dtype;
+        h.data = half + ((const float *)t->data - P->block);
+        st = kn_tensor_copy(&h, t);
+        if (st == KN_OK)
+            st = kn_st_writer_add(w, P->items[i]->name, &h);
+    }
     if (st == KN_OK)
         st = kn_st_writer_meta(w, "format", "pt");
     if (st == KN_OK)
         st = kn_st_writer_write(w, path);
     kn_st_writer_free(w);
+    free(half);
     return st;
 }
 
@@ -205,7 +228,11 @@ static void rm_tree(const char *dir) {
 }
 
 kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *vae, const kn_clip_text *text,
-                        const kn_sched_config *sched, const char *tokenizer_src, const char *pad_token) {
+                        const kn_sched_config *sched, const char *tokenizer_src, const char *pad_token,
+                        const kn_export_opts *opts) {
+    kn_export_opts def = {KN_F32, 0, 0};
+    if (!opts)
+        opts = &def;
     char tmp[2048], p[2300], q[2300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
     rm_tree(tmp);
@@ -217,11 +244,11 @@ kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *va
         st = mkdirs(tmp, subs[i]);
 #define PATH(sub, file) (snprintf(p, sizeof p, "%s/%s/%s", tmp, sub, file), p)
     if (st == KN_OK) st = write_json(PATH("unet", "config.json"), unet_config(&unet->cfg));
-    if (st == KN_OK) st = kn_params_save(&unet->P, PATH("unet", "diffusion_pytorch_model.safetensors"));
+    if (st == KN_OK) st = kn_params_save(&unet->P, PATH("unet", "diffusion_pytorch_model.safetensors"), opts->dtype);
     if (st == KN_OK) st = write_json(PATH("vae", "config.json"), vae_config(&vae->cfg));
-    if (st == KN_OK) st = kn_params_save(&vae->P, PATH("vae", "diffusion_pytorch_model.safetensors"));
+    if (st == KN_OK) st = kn_params_save(&vae->P, PATH("vae", "diffusion_pytorch_model.safetensors"), opts->dtype);
     if (st == KN_OK) st = write_json(PATH("text_encoder", "config.json"), clip_config(&text->cfg));
-    if (st == KN_OK) st = kn_params_save(&text->P, PATH("text_encoder", "model.safetensors"));
+    if (st == KN_OK) st = kn_params_save(&text->P, PATH("text_encoder", "model.safetensors"), opts->dtype);
     if (st == KN_OK) st = write_json(PATH("scheduler", "scheduler_config.json"), sched_config(sched));
     if (st == KN_OK) {
         snprintf(q, sizeof q, "%s/vocab.json", tokenizer_src);
@@ -247,6 +274,13 @@ kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *va
         cJSON_AddItemToObject(o, "tokenizer", cJSON_CreateStringArray((const char *[]){"transformers", "CLIPTokenizer"}, 2));
         cJSON_AddItemToObject(o, "unet", cJSON_CreateStringArray((const char *[]){"diffusers", "UNet3DConditionModel"}, 2));
         cJSON_AddItemToObject(o, "vae", cJSON_CreateStringArray((const char *[]){"diffusers", "AutoencoderKL"}, 2));
+        if (opts->fps > 0 || opts->frames > 0) {
+            cJSON *k = cJSON_AddObjectToObject(o, "kinema");
+            if (opts->fps > 0)
+                cJSON_AddNumberToObject(k, "fps", opts->fps);
+            if (opts->frames > 0)
+                cJSON_AddNumberToObject(k, "frames", opts->frames);
+        }
         snprintf(p, sizeof p, "%s/model_index.json", tmp);
         st = write_json(p, o);
     }

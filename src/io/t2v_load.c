@@ -112,6 +112,24 @@ kn_status kn_t2v_load(const char *dir, const char *variant, kn_t2v_bundle *b) {
     }
     b->pad_id = pad_token(ck->dir, b->tok);
     b->weight_bytes = (b->m.unet->P.numel + b->m.vae->P.numel + b->m.text->P.numel) * sizeof(float);
+    {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/model_index.json", dir);
+        kn_config *mi = kn_config_load(p);
+        if (mi && !strcmp(kn_config_type(mi, "kinema"), "object")) {
+            char buf[256];
+            kn_config_value_str(mi, "kinema", buf, sizeof buf);
+            kn_config *k = kn_config_parse(buf, strlen(buf), p);
+            double f = 0;
+            int64_t fr = 0;
+            if (k && kn_config_float(k, "fps", 0, &f) == KN_OK && f > 0 && f < 1000)
+                b->fps = f;
+            if (k && kn_config_int(k, "frames", 0, &fr) == KN_OK && fr > 0 && fr < 100000)
+                b->frames = (int)fr;
+            kn_config_free(k);
+        }
+        kn_config_free(mi);
+    }
     return KN_OK;
 fail:
     {

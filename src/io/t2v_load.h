@@ -13,6 +13,10 @@ typedef struct kn_t2v_bundle {
     int pad_id;           /* the tokenizer's pad token (tokenizer_config.json), "<|endoftext|>" else */
     uint64_t weight_bytes;/* parameters in memory (f32) */
     char root[1024];
+    /* defaults a kinema-trained model records in model_index.json ("kinema": {"fps", "frames"});
+     * 0 when absent */
+    double fps;
+    int frames;
 } kn_t2v_bundle;
 
 /* Loads every component. variant: NULL or "fp16" (which weight files to read). */
