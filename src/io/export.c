@@ -140,6 +140,13 @@ static cJSON *unet_config(const kn_unet3d_config *c) {
     cJSON_AddNumberToObject(o, "out_channels", c->out_channels);
     cJSON_AddNumberToObject(o, "sample_size", c->sample_size);
     cJSON_AddItemToObject(o, "up_block_types", u);
+    /* kinema's cascade options (unet3d.h), written only when set, so a plain model's config stays
+     * exactly diffusers' */
+    if (c->fps_cond) cJSON_AddBoolToObject(o, "fps_cond", 1);
+    if (c->noise_aug_cond) cJSON_AddBoolToObject(o, "noise_aug_cond", 1);
+    if (c->cond_channels) cJSON_AddNumberToObject(o, "cond_channels", c->cond_channels);
+    if (c->spatial_only) cJSON_AddBoolToObject(o, "spatial_only", 1);
+    if (!c->temporal_attention) cJSON_AddBoolToObject(o, "temporal_attention", 0);
     return o;
 }
 

@@ -40,6 +40,17 @@ kn_status kn_unet3d_config_load(const char *path, kn_unet3d_config *out) {
     GETI("norm_num_groups", norm_num_groups);
     GETI("cross_attention_dim", cross_attention_dim);
     GETI("sample_size", sample_size);
+    /* kinema's cascade options (unet3d.h); absent in diffusers configs */
+    GETI("cond_channels", cond_channels);
+    {
+        int bv;
+#define GETB(key, field) if ((st = kn_config_bool(c, key, u.field, &bv)) != KN_OK) goto done; u.field = bv
+        GETB("fps_cond", fps_cond);
+        GETB("noise_aug_cond", noise_aug_cond);
+        GETB("spatial_only", spatial_only);
+        GETB("temporal_attention", temporal_attention);
+#undef GETB
+    }
     if ((st = kn_config_float(c, "norm_eps", u.norm_eps, &f)) != KN_OK) goto done;
     u.norm_eps = (float)f;
     if ((st = kn_config_float(c, "mid_block_scale_factor", u.mid_block_scale_factor, &f)) != KN_OK) goto done;

@@ -29,6 +29,7 @@ kn_unet3d_config kn_unet3d_config_default(void) {
     c.norm_eps = 1e-5f;
     c.cross_attention_dim = 1024;
     c.attention_head_dim = 64;
+    c.temporal_attention = 1;
     return c;
 }
 
@@ -38,6 +39,8 @@ static kn_status check_config(const kn_unet3d_config *c) {
     if (c->in_channels < 1 || c->out_channels < 1 || c->layers_per_block < 1 || c->norm_num_groups < 1 ||
         c->attention_head_dim < 1 || c->cross_attention_dim < 1)
         return kn_fail(KN_ERR_ARG, "unet3d: channel, layer, group and head counts must be positive");
+    if (c->cond_channels < 0)
+        return kn_fail(KN_ERR_ARG, "unet3d: cond_channels = %d must be >= 0", c->cond_channels);
     int n = c->attention_head_dim;
     for (int i = 0; i < c->nblocks; i++) {
         int C = c->block_out_channels[i];
@@ -61,13 +64,19 @@ static void decl_block(kn_unet3d *u, kn_unet_block *b, kn_block_type type, int n
     b->type = type;
     b->nlayers = nlayers;
     b->resnets = calloc((size_t)nlayers, sizeof *b->resnets);
-    b->tconvs = calloc((size_t)nlayers, sizeof *b->tconvs);
-    KN_ASSERT(b->resnets && b->tconvs);
+    KN_ASSERT(b->resnets);
+    if (u->has_tconv) {
+        b->tconvs = calloc((size_t)nlayers, sizeof *b->tconvs);
+        KN_ASSERT(b->tconvs);
+    }
     if (attn) {
         b->attns = calloc((size_t)nlayers, sizeof *b->attns);
-        b->tattns = calloc((size_t)nlayers, sizeof *b->tattns);
         b->nattn = nlayers;
-        KN_ASSERT(b->attns && b->tattns);
+        KN_ASSERT(b->attns);
+        if (u->has_tattn) {
+            b->tattns = calloc((size_t)nlayers, sizeof *b->tattns);
+            KN_ASSERT(b->tattns);
+        }
     }
     char name[256];
     for (int i = 0; i < nlayers; i++) {
@@ -80,13 +89,17 @@ static void decl_block(kn_unet3d *u, kn_unet_block *b, kn_block_type type, int n
         }
         snprintf(name, sizeof name, "%s.resnets.%d", prefix, i);
         kn_resnet_decl(&b->resnets[i], &u->P, rin, out, temb, G, eps, name);
-        snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
-        kn_tconv_decl(&b->tconvs[i], &u->P, out, G, 1e-5f, name);
+        if (b->tconvs) {
+            snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
+            kn_tconv_decl(&b->tconvs[i], &u->P, out, G, 1e-5f, name);
+        }
         if (attn) {
             snprintf(name, sizeof name, "%s.attentions.%d", prefix, i);
             kn_t2d_decl(&b->attns[i], &u->P, out, out / n, n, c->cross_attention_dim, 1, G, name);
-            snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
-            kn_ttemp_decl(&b->tattns[i], &u->P, out, out / n, n, 1, G, name);
+            if (b->tattns) {
+                snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
+                kn_ttemp_decl(&b->tattns[i], &u->P, out, out / n, n, 1, G, name);
+            }
         }
     }
     b->has_sampler = add_sampler;
@@ -102,11 +115,10 @@ static void decl_block(kn_unet3d *u, kn_unet_block *b, kn_block_type type, int n
 }
 
 static void free_block(kn_unet_block *b) {
-    if (b->attns)
-        for (int i = 0; i < b->nattn; i++) {
-            free(b->attns[i].blocks);
-            free(b->tattns[i].blocks);
-        }
+    for (int i = 0; b->attns && i < b->nattn; i++)
+        free(b->attns[i].blocks);
+    for (int i = 0; b->tattns && i < b->nattn; i++)
+        free(b->tattns[i].blocks);
     free(b->resnets);
     free(b->tconvs);
     free(b->attns);
@@ -124,10 +136,21 @@ kn_unet3d *kn_unet3d_new(const kn_unet3d_config *cfg) {
     u->cfg = *cfg;
     const kn_unet3d_config *c = &u->cfg;
     int C0 = c->block_out_channels[0], nb = c->nblocks, n = c->attention_head_dim, G = c->norm_num_groups;
-    kn_conv_decl(&u->conv_in, &u->P, c->in_channels, C0, 3, 1, 1, 1, "conv_in");
+    u->has_tconv = !c->spatial_only;
+    u->has_tattn = !c->spatial_only && c->temporal_attention;
+    kn_conv_decl(&u->conv_in, &u->P, c->in_channels + c->cond_channels, C0, 3, 1, 1, 1, "conv_in");
     kn_linear_decl(&u->time_lin1, &u->P, C0, 4 * C0, 1, "time_embedding.linear_1");
     kn_linear_decl(&u->time_lin2, &u->P, 4 * C0, 4 * C0, 1, "time_embedding.linear_2");
-    kn_ttemp_decl(&u->transformer_in, &u->P, C0, 8, n, 1, G, "transformer_in");
+    if (c->fps_cond) {
+        kn_linear_decl(&u->fps_lin1, &u->P, C0, 4 * C0, 1, "fps_embedding.linear_1");
+        kn_linear_decl(&u->fps_lin2, &u->P, 4 * C0, 4 * C0, 1, "fps_embedding.linear_2");
+    }
+    if (c->noise_aug_cond) {
+        kn_linear_decl(&u->aug_lin1, &u->P, C0, 4 * C0, 1, "aug_embedding.linear_1");
+        kn_linear_decl(&u->aug_lin2, &u->P, 4 * C0, 4 * C0, 1, "aug_embedding.linear_2");
+    }
+    if (u->has_tattn)
+        kn_ttemp_decl(&u->transformer_in, &u->P, C0, 8, n, 1, G, "transformer_in");
     char name[64];
     int out = C0;
     for (int i = 0; i < nb; i++) {
@@ -143,20 +166,23 @@ kn_unet3d *kn_unet3d_new(const kn_unet3d_config *cfg) {
         b->type = KN_BLOCK_CROSS_ATTN_DOWN;
         b->nlayers = 2;
         b->resnets = calloc(2, sizeof *b->resnets);
-        b->tconvs = calloc(2, sizeof *b->tconvs);
+        b->tconvs = u->has_tconv ? calloc(2, sizeof *b->tconvs) : NULL;
         b->attns = calloc(1, sizeof *b->attns);
-        b->tattns = calloc(1, sizeof *b->tattns);
+        b->tattns = u->has_tattn ? calloc(1, sizeof *b->tattns) : NULL;
         b->nattn = 1;
-        KN_ASSERT(b->resnets && b->tconvs && b->attns && b->tattns);
+        KN_ASSERT(b->resnets && b->attns && (b->tconvs || !u->has_tconv) && (b->tattns || !u->has_tattn));
         for (int i = 0; i < 2; i++) {
             snprintf(name, sizeof name, "mid_block.resnets.%d", i);
             kn_resnet_decl(&b->resnets[i], &u->P, Cm, Cm, temb, G, c->norm_eps, name);
             b->resnets[i].out_scale = c->mid_block_scale_factor;
-            snprintf(name, sizeof name, "mid_block.temp_convs.%d", i);
-            kn_tconv_decl(&b->tconvs[i], &u->P, Cm, G, 1e-5f, name);
+            if (b->tconvs) {
+                snprintf(name, sizeof name, "mid_block.temp_convs.%d", i);
+                kn_tconv_decl(&b->tconvs[i], &u->P, Cm, G, 1e-5f, name);
+            }
         }
         kn_t2d_decl(&b->attns[0], &u->P, Cm, Cm / n, n, c->cross_attention_dim, 1, G, "mid_block.attentions.0");
-        kn_ttemp_decl(&b->tattns[0], &u->P, Cm, Cm / n, n, 1, G, "mid_block.temp_attentions.0");
+        if (b->tattns)
+            kn_ttemp_decl(&b->tattns[0], &u->P, Cm, Cm / n, n, 1, G, "mid_block.temp_attentions.0");
     }
     out = c->block_out_channels[nb - 1];
     for (int i = 0; i < nb; i++) {
@@ -213,32 +239,107 @@ static void emit(kn_ctx *c, kn_unet_hook hook, void *user, const char *name, kn_
     }
 }
 
-/* One layer of a 3-D block: resnet -> temp_conv -> [attention -> temp_attention]. */
+/* Per-sample temporal masking (kn_unet3d_cond.is_image). rows[bt] picks, for folded row bt of a
+ * layer's output, row bt of the input (image sample) or row BT + bt of [input; branch output]
+ * (video sample). */
+typedef struct {
+    int all_image, any_image;
+    const int64_t *rows; /* (BT), NULL when no sample is an image */
+} tmask;
+
+/* y = x for image samples, y for video samples, per folded row; recorded as concat + row gather,
+ * so the gradient of an image sample goes to x alone and a video sample's to y alone. */
+static kn_var *tmask_select(kn_ctx *c, const tmask *m, kn_var *x, kn_var *y) {
+    if (!m->any_image || !y || c->status != KN_OK)
+        return y;
+    int64_t BT = x->v.shape[0], D = kn_tensor_numel(&x->v) / BT;
+    kn_var *xy = kn_v_concat(c, x, y, 0);
+    xy = xy ? kn_var_reshape(c, xy, 2, (int64_t[]){2 * BT, D}) : NULL;
+    kn_var *r = xy ? kn_v_gather_rows(c, xy, m->rows, BT) : NULL;
+    return r ? kn_var_reshape(c, r, x->v.ndim, x->v.shape) : NULL;
+}
+
+/* A temporal layer that may be absent (l NULL: identity) or masked per sample. */
+static kn_var *tconv_m(kn_ctx *c, const kn_tconv_l *l, kn_var *x, const tmask *m) {
+    if (!l || m->all_image || !x || c->status != KN_OK)
+        return x;
+    size_t mark = kn_ctx_scope_begin(c);
+    kn_var *y = tmask_select(c, m, x, kn_tconv_fwd(c, l, x));
+    return kn_ctx_scope_end(c, mark, y);
+}
+
+static kn_var *ttemp_m(kn_ctx *c, const kn_ttemp_l *l, kn_var *x, const tmask *m) {
+    if (!l || m->all_image || !x || c->status != KN_OK)
+        return x;
+    size_t mark = kn_ctx_scope_begin(c);
+    kn_var *y = tmask_select(c, m, x, kn_ttemp_fwd(c, l, x));
+    return kn_ctx_scope_end(c, mark, y);
+}
+
+/* One layer of a 3-D block: resnet -> temp_conv -> [attention -> temp_attention]. Hooks fire only
+ * for the layers the model has. */
 static kn_var *block_layer(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, kn_var *temb, kn_var *text,
-                           kn_unet_hook hook, void *user, const char *prefix) {
+                           const tmask *m, kn_unet_hook hook, void *user, const char *prefix) {
     char name[128];
     h = kn_resnet_fwd(c, &b->resnets[i], h, temb);
     snprintf(name, sizeof name, "%s.resnets.%d", prefix, i);
     emit(c, hook, user, name, h);
-    h = kn_tconv_fwd(c, &b->tconvs[i], h);
-    snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
-    emit(c, hook, user, name, h);
+    if (b->tconvs) {
+        h = tconv_m(c, &b->tconvs[i], h, m);
+        snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, i);
+        emit(c, hook, user, name, h);
+    }
     if (b->attns) {
         h = kn_t2d_fwd(c, &b->attns[i], h, text);
         snprintf(name, sizeof name, "%s.attentions.%d", prefix, i);
         emit(c, hook, user, name, h);
-        h = kn_ttemp_fwd(c, &b->tattns[i], h);
-        snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
-        emit(c, hook, user, name, h);
+        if (b->tattns) {
+            h = ttemp_m(c, &b->tattns[i], h, m);
+            snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, i);
+            emit(c, hook, user, name, h);
+        }
     }
     return h;
 }
 
+/* sinusoid(C0) (flip_sin_to_cos, shift 0, as time_proj) -> l1 -> SiLU -> l2: (B, 4 C0) */
+static kn_var *value_embedding(kn_ctx *c, const kn_linear_l *l1, const kn_linear_l *l2, const float *vals, int64_t B,
+                               int C0) {
+    if (c->status != KN_OK)
+        return NULL;
+    kn_var *tp = kn_var_new(c, 2, (int64_t[]){B, C0});
+    if (tp) {
+        kn_status st = kn_timestep_embedding(NULL, vals, B, C0, 1, 0.0f, 10000.0f, &tp->v);
+        if (st != KN_OK)
+            kn_ctx_fail(c, st);
+    }
+    kn_var *e = kn_linear_fwd(c, l1, tp);
+    e = kn_v_act(c, KN_ACT_SILU, e);
+    return kn_linear_fwd(c, l2, e);
+}
+
+static int check_values(kn_ctx *c, const char *what, const float *v, int64_t B, float lo, float hi) {
+    for (int64_t i = 0; i < B; i++)
+        if (!(v[i] >= lo && v[i] <= hi)) {
+            kn_ctx_failf(c, KN_ERR_ARG, "unet3d: %s[%lld] = %g is outside [%g, %g]", what, (long long)i, v[i], lo, hi);
+            return 0;
+        }
+    return 1;
+}
+
 kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const float *timesteps, kn_var *text,
                           kn_unet_hook hook, void *user) {
+    return kn_unet3d_forward_ex(c, u, sample, timesteps, text, NULL, hook, user);
+}
+
+kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const float *timesteps, kn_var *text,
+                             const kn_unet3d_cond *cond, kn_unet_hook hook, void *user) {
     if (c->status != KN_OK)
         return NULL;
     const kn_unet3d_config *cf = &u->cfg;
+    static const kn_unet3d_cond none = {0};
+    if (!cond)
+        cond = &none;
     char s1[96], s2[96];
     if (!sample || sample->v.ndim != 5 || sample->v.shape[1] != cf->in_channels) {
         kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: sample %s must be (B, %d, T, H, W)",
@@ -256,6 +357,57 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
         kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: empty sample %s", kn_shape_str(&sample->v, s1, sizeof s1));
         return NULL;
     }
+    /* the cascade inputs: each one given exactly when the config uses it */
+    if (!cf->fps_cond != !cond->fps) {
+        kn_ctx_failf(c, KN_ERR_ARG, cf->fps_cond ? "unet3d: the model is fps-conditioned (fps_cond) but no fps was given"
+                                                 : "unet3d: fps given to a model without fps_cond");
+        return NULL;
+    }
+    if (!cf->noise_aug_cond != !cond->noise_aug) {
+        kn_ctx_failf(c, KN_ERR_ARG, cf->noise_aug_cond
+                                        ? "unet3d: the model is noise-augmentation conditioned (noise_aug_cond) but no "
+                                          "noise level was given"
+                                        : "unet3d: noise_aug level given to a model without noise_aug_cond");
+        return NULL;
+    }
+    if (!cf->cond_channels != !cond->cond) {
+        kn_ctx_failf(c, KN_ERR_ARG, cf->cond_channels ? "unet3d: the model takes %d cond_channels but no cond was given"
+                                                      : "unet3d: cond given to a model without cond_channels (%d)",
+                     cf->cond_channels);
+        return NULL;
+    }
+    if (cond->cond) {
+        const kn_tensor *ct = &cond->cond->v;
+        if (ct->ndim != 5 || ct->shape[0] != B || ct->shape[1] != cf->cond_channels || ct->shape[2] != T ||
+            ct->shape[3] != H || ct->shape[4] != W) {
+            kn_ctx_failf(c, KN_ERR_SHAPE, "unet3d: cond %s must be (%lld, %d, %lld, %lld, %lld) for sample %s",
+                         kn_shape_str(ct, s1, sizeof s1), (long long)B, cf->cond_channels, (long long)T, (long long)H,
+                         (long long)W, kn_shape_str(&sample->v, s2, sizeof s2));
+            return NULL;
+        }
+    }
+    if (cond->fps && !check_values(c, "fps", cond->fps, B, 0.0f, 1e6f))
+        return NULL;
+    if (cond->noise_aug && !check_values(c, "noise_aug", cond->noise_aug, B, 0.0f, 1000.0f))
+        return NULL;
+    tmask m = {0, 0, NULL};
+    if (cond->is_image) {
+        int nimg = 0;
+        for (int64_t b = 0; b < B; b++)
+            nimg += cond->is_image[b] != 0;
+        m.all_image = nimg == B;
+        m.any_image = nimg > 0 && nimg < B;
+        if (m.any_image) {
+            int64_t *rows = kn_arena_alloc(c->A, (size_t)(B * T) * sizeof *rows);
+            if (!rows) {
+                kn_ctx_failf(c, KN_ERR_NOMEM, "unet3d: out of arena memory for the image mask");
+                return NULL;
+            }
+            for (int64_t bt = 0; bt < B * T; bt++)
+                rows[bt] = cond->is_image[bt / T] ? bt : B * T + bt;
+            m.rows = rows;
+        }
+    }
     int saved_frames = c->frames;
     c->frames = (int)T;
     int C0 = cf->block_out_channels[0];
@@ -272,17 +424,31 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
     emb = kn_v_act(c, KN_ACT_SILU, emb);
     emb = kn_linear_fwd(c, &u->time_lin2, emb);
     emit(c, hook, user, "time_embedding", emb);
+    if (cf->fps_cond) {
+        kn_var *e = value_embedding(c, &u->fps_lin1, &u->fps_lin2, cond->fps, B, C0);
+        emit(c, hook, user, "fps_embedding", e);
+        emb = e ? kn_v_add(c, emb, e) : NULL;
+    }
+    if (cf->noise_aug_cond) {
+        kn_var *e = value_embedding(c, &u->aug_lin1, &u->aug_lin2, cond->noise_aug, B, C0);
+        emit(c, hook, user, "aug_embedding", e);
+        emb = e ? kn_v_add(c, emb, e) : NULL;
+    }
     kn_var *temb = kn_v_repeat_rows(c, emb, T);
     kn_var *ctx = kn_v_repeat_rows(c, text, T);
 
-    /* (B, C, T, H, W) -> (B*T, C, H, W) */
+    /* (B, C, T, H, W) -> (B*T, C, H, W); cond channels after the sample's */
     static const int fold[5] = {0, 2, 1, 3, 4};
-    kn_var *h = kn_v_permute(c, sample, fold);
-    h = h ? kn_var_reshape(c, h, 4, (int64_t[]){B * T, cf->in_channels, H, W}) : NULL;
+    int Cin = cf->in_channels + cf->cond_channels;
+    kn_var *x = cond->cond ? kn_v_concat(c, sample, cond->cond, 1) : sample;
+    kn_var *h = x ? kn_v_permute(c, x, fold) : NULL;
+    h = h ? kn_var_reshape(c, h, 4, (int64_t[]){B * T, Cin, H, W}) : NULL;
     h = kn_conv_fwd(c, &u->conv_in, h);
     emit(c, hook, user, "conv_in", h);
-    h = kn_ttemp_fwd(c, &u->transformer_in, h);
-    emit(c, hook, user, "transformer_in", h);
+    if (u->has_tattn) {
+        h = ttemp_m(c, &u->transformer_in, h, &m);
+        emit(c, hook, user, "transformer_in", h);
+    }
 
     kn_var *skips[64];
     int nskip = 0;
@@ -292,7 +458,7 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
         const kn_unet_block *b = &u->down[i];
         snprintf(name, sizeof name, "down_blocks.%d", i);
         for (int l = 0; l < b->nlayers; l++) {
-            h = block_layer(c, b, l, h, temb, ctx, hook, user, name);
+            h = block_layer(c, b, l, h, temb, ctx, &m, hook, user, name);
             if (nskip < 64)
                 skips[nskip++] = h;
         }
@@ -311,16 +477,22 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
         const kn_unet_block *b = &u->mid;
         h = kn_resnet_fwd(c, &b->resnets[0], h, temb);
         emit(c, hook, user, "mid_block.resnets.0", h);
-        h = kn_tconv_fwd(c, &b->tconvs[0], h);
-        emit(c, hook, user, "mid_block.temp_convs.0", h);
+        if (b->tconvs) {
+            h = tconv_m(c, &b->tconvs[0], h, &m);
+            emit(c, hook, user, "mid_block.temp_convs.0", h);
+        }
         h = kn_t2d_fwd(c, &b->attns[0], h, ctx);
         emit(c, hook, user, "mid_block.attentions.0", h);
-        h = kn_ttemp_fwd(c, &b->tattns[0], h);
-        emit(c, hook, user, "mid_block.temp_attentions.0", h);
+        if (b->tattns) {
+            h = ttemp_m(c, &b->tattns[0], h, &m);
+            emit(c, hook, user, "mid_block.temp_attentions.0", h);
+        }
         h = kn_resnet_fwd(c, &b->resnets[1], h, temb);
         emit(c, hook, user, "mid_block.resnets.1", h);
-        h = kn_tconv_fwd(c, &b->tconvs[1], h);
-        emit(c, hook, user, "mid_block.temp_convs.1", h);
+        if (b->tconvs) {
+            h = tconv_m(c, &b->tconvs[1], h, &m);
+            emit(c, hook, user, "mid_block.temp_convs.1", h);
+        }
         emit(c, hook, user, "mid_block", h);
     }
     for (int i = 0; i < cf->nblocks && c->status == KN_OK; i++) {
@@ -333,7 +505,7 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
             }
             kn_var *skip = skips[--nskip];
             h = kn_v_concat(c, h, skip, 1);
-            h = block_layer(c, b, l, h, temb, ctx, hook, user, name);
+            h = block_layer(c, b, l, h, temb, ctx, &m, hook, user, name);
         }
         if (b->has_sampler && c->status == KN_OK) {
             /* upsample to the size of the next skip (diffusers forward_upsample_size) */
@@ -356,4 +528,74 @@ kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const f
     h = h ? kn_v_permute(c, h, fold) : NULL;
     c->frames = saved_frames;
     return c->status == KN_OK ? h : NULL;
+}
+
+/* ------------------------------------------------------------ initialisation helpers */
+
+static void zero_var(kn_var *v) {
+    if (v && v->v.data)
+        memset(v->v.data, 0, (size_t)kn_tensor_numel(&v->v) * sizeof(float));
+}
+
+static void zero_ttemp(kn_ttemp_l *l) {
+    zero_var(l->proj_out.w);
+    zero_var(l->proj_out.b);
+}
+
+static void identity_block(kn_unet_block *b) {
+    for (int i = 0; b->tconvs && i < b->nlayers; i++) {
+        zero_var(b->tconvs[i].w[3]);
+        zero_var(b->tconvs[i].b[3]);
+    }
+    for (int i = 0; b->tattns && i < b->nattn; i++)
+        zero_ttemp(&b->tattns[i]);
+}
+
+void kn_unet3d_init_temporal_identity(kn_unet3d *u) {
+    if (!u)
+        return;
+    for (int i = 0; i < u->cfg.nblocks; i++) {
+        identity_block(&u->down[i]);
+        identity_block(&u->up[i]);
+    }
+    identity_block(&u->mid);
+    if (u->has_tattn)
+        zero_ttemp(&u->transformer_in);
+}
+
+void kn_unet3d_init_options_zero(kn_unet3d *u) {
+    if (!u)
+        return;
+    if (u->cfg.fps_cond) {
+        zero_var(u->fps_lin2.w);
+        zero_var(u->fps_lin2.b);
+    }
+    if (u->cfg.noise_aug_cond) {
+        zero_var(u->aug_lin2.w);
+        zero_var(u->aug_lin2.b);
+    }
+    /* conv_in.weight (C0, Cin + Cc, 3, 3): the last Cc input channels of every output channel */
+    kn_var *w = u->conv_in.w;
+    int Cin = u->cfg.in_channels, Cc = u->cfg.cond_channels;
+    if (Cc > 0 && w && w->v.data) {
+        int64_t Co = w->v.shape[0], kk = w->v.shape[2] * w->v.shape[3];
+        for (int64_t o = 0; o < Co; o++)
+            memset((float *)w->v.data + (o * (Cin + Cc) + Cin) * kk, 0, (size_t)(Cc * kk) * sizeof(float));
+    }
+}
+
+/* 1 when `seg` occurs in name as a whole dotted component prefix ("x.seg" or "seg" at the start). */
+static int has_component(const char *name, const char *seg) {
+    size_t n = strlen(seg);
+    for (const char *p = strstr(name, seg); p; p = strstr(p + 1, seg))
+        if ((p == name || p[-1] == '.') && p[n] == '.')
+            return 1;
+    return 0;
+}
+
+int kn_unet3d_temporal_param(const char *name) {
+    if (!name)
+        return 0;
+    return has_component(name, "temp_convs") || has_component(name, "temp_attentions") ||
+           !strncmp(name, "transformer_in.", 15);
 }

@@ -25,18 +25,39 @@ typedef struct kn_unet3d_config {
     int cross_attention_dim;
     int attention_head_dim; /* diffusers' name; used as the number of heads... see unet3d.c */
     int sample_size;
+    /* Cascade options (kinema's, not diffusers'): kn_unet3d_config_default() leaves every one at
+     * the value that builds diffusers' model exactly, so diffusers configs and weights load
+     * unchanged. New parameters get names diffusers never uses. config.json keys: the field names.
+     *   fps_cond            Make-A-Video frame-rate conditioning: emb += fps_embedding(fps), where
+     *                       fps_embedding = sinusoid(C0) -> Linear(C0, 4 C0) "fps_embedding.linear_1"
+     *                       -> SiLU -> Linear(4 C0, 4 C0) "fps_embedding.linear_2".
+     *   noise_aug_cond      Imagen Video conditioning augmentation: emb += aug_embedding(level), the
+     *                       same kind of embedding of the per-sample noise level (0..1000),
+     *                       "aug_embedding.linear_1/2".
+     *   cond_channels       extra input channels concatenated to the sample before conv_in (SR:
+     *                       upsampled low-res latents; interpolation: masked frames + mask);
+     *                       conv_in.weight is then (C0, in_channels + cond_channels, 3, 3).
+     *   spatial_only        no temporal layers at all (Make-A-Video's second SR stage): temp_convs,
+     *                       temp_attentions and transformer_in are not built, their names absent.
+     *   temporal_attention  1 (default): diffusers' model. 0: temp_attentions and transformer_in
+     *                       are not built, temp_convs kept (Imagen Video's SR stages). */
+    int fps_cond;
+    int noise_aug_cond;
+    int cond_channels;
+    int spatial_only;
+    int temporal_attention;
 } kn_unet3d_config;
 
-/* diffusers' defaults (UNet3DConditionModel.__init__). */
+/* diffusers' defaults (UNet3DConditionModel.__init__); cascade options off. */
 kn_unet3d_config kn_unet3d_config_default(void);
 
 typedef struct kn_unet_block {
     kn_block_type type;
     int nlayers, nattn;
     kn_resnet_l *resnets;
-    kn_tconv_l *tconvs;
+    kn_tconv_l *tconvs; /* NULL when the model has no temporal convolutions */
     kn_t2d_l *attns;
-    kn_ttemp_l *tattns;
+    kn_ttemp_l *tattns; /* NULL without attention or without temporal attention */
     int has_sampler;
     kn_sample_l sampler;
 } kn_unet_block;
@@ -46,7 +67,10 @@ typedef struct kn_unet3d {
     kn_params P;
     kn_conv_l conv_in, conv_out;
     kn_linear_l time_lin1, time_lin2;
-    kn_ttemp_l transformer_in;
+    kn_linear_l fps_lin1, fps_lin2; /* cfg.fps_cond */
+    kn_linear_l aug_lin1, aug_lin2; /* cfg.noise_aug_cond */
+    int has_tconv, has_tattn;       /* temporal layers built (spatial_only / temporal_attention) */
+    kn_ttemp_l transformer_in;      /* declared when has_tattn */
     kn_unet_block down[KN_UNET_MAX_BLOCKS], up[KN_UNET_MAX_BLOCKS], mid;
     kn_norm_l norm_out;
 } kn_unet3d;
@@ -65,5 +89,41 @@ typedef void (*kn_unet_hook)(const char *name, const kn_tensor *t, void *user);
  * allocated from c->A. */
 kn_var *kn_unet3d_forward(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const float *timesteps, kn_var *text,
                           kn_unet_hook hook, void *hook_user);
+
+/* The per-call conditioning of the cascade options. Every pointer may be NULL (not given). */
+typedef struct kn_unet3d_cond {
+    const float *fps;       /* (B) frames per second; required iff cfg.fps_cond */
+    const float *noise_aug; /* (B) augmentation noise level 0..1000; required iff cfg.noise_aug_cond */
+    kn_var *cond;           /* (B, cond_channels, T, H, W); required iff cfg.cond_channels > 0 */
+    /* (B) 1 = the sample is an image (Imagen Video joint training): every temporal layer
+     * (transformer_in, temp_convs, temp_attentions) is the identity for it, i.e. its residual branch
+     * is skipped. A batch may mix images and videos: the branch is computed for the whole batch and
+     * each image sample's rows take the layer's input instead (a row select recorded on the tape,
+     * so gradients are exact); when every sample is an image the layers are not run at all. NULL:
+     * all videos. */
+    const int *is_image;
+} kn_unet3d_cond;
+
+/* kn_unet3d_forward with the cascade conditioning (cond may be NULL: nothing given). Fails with
+ * a one-line message when an input the config requires is missing, or one it does not use is
+ * given, or a shape is wrong. */
+kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, const float *timesteps, kn_var *text,
+                             const kn_unet3d_cond *cond, kn_unet_hook hook, void *hook_user);
+
+/* Temporal-layer initialisation (Make-A-Video; diffusers' own TemporalConvLayer init): zeroes the
+ * last conv (conv4) of every temp_conv and the proj_out weight and bias of every temporal
+ * transformer (temp_attentions, transformer_in), so each temporal layer starts as the identity
+ * and a spatial (image) model extended with them computes exactly what it computed before. */
+void kn_unet3d_init_temporal_identity(kn_unet3d *u);
+
+/* Zeroes the output layers the cascade options add (fps_embedding.linear_2,
+ * aug_embedding.linear_2) and the cond_channels input slice of conv_in.weight, so a model with
+ * options, initialised (kn_params_init_default) and then given a base model's weights for the
+ * rest, starts out computing the base model. Recommended after kn_params_init_default. */
+void kn_unet3d_init_options_zero(kn_unet3d *u);
+
+/* 1 when the parameter `name` belongs to a temporal layer (temp_convs, temp_attentions,
+ * transformer_in), 0 otherwise: a trainer freezes spatial weights (CogVideo) or temporal ones. */
+int kn_unet3d_temporal_param(const char *name);
 
 #endif
