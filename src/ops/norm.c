@@ -62,10 +62,7 @@ static void affine_row(const float *x, float *y, int64_t n, float a, float b) {
 }
 
 static kn_status check_in(const char *op, const char *what, const kn_tensor *t) {
-    KN_TRY(kn_check_f32(op, what, t, -1));
-    if (!kn_tensor_is_contiguous(t))
-        return kn_fail(KN_ERR_SHAPE, "%s: %s must be contiguous", op, what);
-    return KN_OK;
+    return kn_op_in(op, what, t, -1);
 }
 
 static kn_status check_vec(const char *op, const char *what, const kn_tensor *t, int64_t n) {
@@ -80,22 +77,7 @@ static kn_status check_vec(const char *op, const char *what, const kn_tensor *t,
 }
 
 static kn_status prep_out(const char *op, kn_arena *A, const kn_tensor *like, kn_tensor *y) {
-    char s1[96], s2[96];
-    if (!y)
-        return kn_fail(KN_ERR_ARG, "%s: output tensor is missing", op);
-    if (!y->data) {
-        if (!A)
-            return kn_fail(KN_ERR_ARG, "%s: output has no data and no arena was given", op);
-        return kn_tensor_alloc(A, y, KN_F32, like->ndim, like->shape);
-    }
-    if (y->dtype != KN_F32)
-        return kn_fail(KN_ERR_DTYPE, "%s: output must be F32, got %s", op, kn_dtype_name(y->dtype));
-    if (!kn_tensor_same_shape(y, like))
-        return kn_fail(KN_ERR_SHAPE, "%s: output is %s, expected %s", op, kn_shape_str(y, s1, sizeof s1),
-                       kn_shape_str(like, s2, sizeof s2));
-    if (!kn_tensor_is_contiguous(y))
-        return kn_fail(KN_ERR_SHAPE, "%s: output must be contiguous", op);
-    return KN_OK;
+    return kn_op_out(op, A, like->ndim, like->shape, y);
 }
 
 static kn_status check_same(const char *op, const char *na, const kn_tensor *a, const char *nb,

@@ -27,6 +27,14 @@
 
 #include "core/core.h"
 
+/* ------------------------------------------------------------- helpers
+ * Shared argument handling of the ops (src/ops/common.c). */
+/* Sets up an op's output: allocated F32 (ndim, shape) from A when out->data is NULL, else
+ * checked to be F32, contiguous and of exactly that shape. Messages name the op. */
+kn_status kn_op_out(const char *op, kn_arena *A, int ndim, const int64_t *shape, kn_tensor *out);
+/* Checks that an input is F32, contiguous and (ndim >= 0) of that rank. */
+kn_status kn_op_in(const char *op, const char *what, const kn_tensor *t, int ndim);
+
 /* ------------------------------------------------------------------ GEMM
  * Row-major C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C.
  * op(A) = A (lda >= K) or Aᵀ (A stored K×M, lda >= M); likewise B.
