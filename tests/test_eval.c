@@ -234,8 +234,9 @@ KT_TEST(eval_reference_same_for_any_thread_count) {
 
 KT_TEST(eval_bad_input_fails_cleanly) {
     const char *dir = pipe_dir();
-    char out[4096], file[700];
+    char out[4096], file[700], nojs[700];
     snprintf(file, sizeof file, "%s/afile", kt_tmpdir());
+    snprintf(nojs, sizeof nojs, "%s/never.json", kt_tmpdir());
     FILE *f = fopen(file, "w");
     if (f)
         fclose(f);
@@ -256,17 +257,21 @@ KT_TEST(eval_bad_input_fails_cleanly) {
         {"-m PIPE --guidance -1", "--guidance"},
         {"-m PIPE --scheduler pndm --frames 2 --size 16", "unknown scheduler"},
         {"--reference --n 1 --json /nonexistent/dir/x.json", "/nonexistent/dir"},
-        {"--reference --n 1 --save-dir FILE", "not a directory"},
+        {"--reference --n 1 --save-dir FILE --json NOJS", "not a directory"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[1024];
-        const char *p = strstr(cases[i].args, "PIPE"), *q = strstr(cases[i].args, "FILE");
-        if (p)
-            snprintf(args, sizeof args, "%.*s%s%s", (int)(p - cases[i].args), cases[i].args, dir, p + 4);
-        else if (q)
-            snprintf(args, sizeof args, "%.*s%s%s", (int)(q - cases[i].args), cases[i].args, file, q + 4);
-        else
-            snprintf(args, sizeof args, "%s", cases[i].args);
+        /* PIPE, FILE, NOJS -> the fixture pipeline, a plain file, a JSON path that must not appear */
+        snprintf(args, sizeof args, "%s", cases[i].args);
+        const char *keys[3] = {"PIPE", "FILE", "NOJS"}, *vals[3] = {dir, file, nojs};
+        for (int k = 0; k < 3; k++) {
+            char *p = strstr(args, keys[k]);
+            if (p) {
+                char tail[1024];
+                snprintf(tail, sizeof tail, "%s", p + 4);
+                snprintf(p, sizeof args - (size_t)(p - args), "%s%s", vals[k], tail);
+            }
+        }
         int rc = kt_run(out, sizeof out, "%s eval %s 2>&1 >/dev/null", kt_bin(), args);
         KT_CHECKF(rc != 0, "case %zu (%s) succeeded", i, cases[i].args);
         KT_CHECKF(strstr(out, cases[i].msg) != NULL, "case %zu: message '%s' lacks '%s'", i, out, cases[i].msg);
@@ -279,4 +284,5 @@ KT_TEST(eval_bad_input_fails_cleanly) {
     }
     struct stat sb;
     KT_CHECK(stat("/nonexistent/dir/x.json", &sb) != 0);
+    KT_CHECKF(stat(nojs, &sb) != 0, "a failed eval left %s behind", nojs);
 }

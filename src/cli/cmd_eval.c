@@ -322,6 +322,7 @@ static int cmd_eval(int argc, char **argv) {
     int rc = 1;
     uint8_t *rgb = NULL;
     cJSON *js = NULL, *jclips = NULL;
+    FILE *jf = NULL;
     double t0 = now();
     if (reference) {
         if (sched)
@@ -338,6 +339,11 @@ static int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (json_path) {
+        /* opened now, so that an unwritable path fails before the generation, not after it */
+        if (!(jf = fopen(json_path, "w"))) {
+            kn_cli_error("eval: cannot write --json %s: %s", json_path, strerror(errno));
+            goto done;
+        }
         js = cJSON_CreateObject();
         jclips = cJSON_CreateArray();
         if (!js || !jclips) {
@@ -467,11 +473,12 @@ static int cmd_eval(int argc, char **argv) {
         cJSON_AddItemToObject(js, "clips", jclips);
         jclips = NULL;
         char *text = cJSON_Print(js);
-        FILE *f = text ? fopen(json_path, "w") : NULL;
-        int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        if (f && fclose(f) != 0)
-            ok = 0;
+        errno = 0;
+        int ok = text && fputs(text, jf) >= 0 && fputc('\n', jf) != EOF;
         free(text);
+        if (fclose(jf) != 0)
+            ok = 0;
+        jf = NULL;
         if (!ok) {
             kn_cli_error("eval: cannot write --json %s: %s", json_path, errno ? strerror(errno) : "out of memory");
             remove(json_path);
@@ -480,6 +487,10 @@ static int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
+    if (jf) { /* failed before the numbers were written: leave no partial file */
+        fclose(jf);
+        remove(json_path);
+    }
     cJSON_Delete(js);
     cJSON_Delete(jclips);
     free(rgb);
