@@ -210,7 +210,8 @@ static int cmd_generate(int argc, char **argv) {
                      (long long)(tsd ? tsd->cfg.latent_channels : thv->cfg.latent_channels), b.m.unet->cfg.out_channels);
         goto done;
     }
-    fprintf(stderr, "loaded %s in %.1f s (%.0f MiB of weights)\n", model, now() - t0, b.weight_bytes / 1048576.0);
+    fprintf(stderr, "loaded %s in %.1f s (%.0f MiB of weights, %.0f MiB of them used in place from the files)\n",
+            model, now() - t0, b.weight_bytes / 1048576.0, b.mapped_bytes / 1048576.0);
 
     kn_t2v_params par = kn_t2v_params_default();
     par.steps = (int)steps;

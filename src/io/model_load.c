@@ -165,7 +165,21 @@ done:
     return st;
 }
 
+static kn_status params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused, int map,
+                             size_t *mapped);
+
 kn_status kn_params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused) {
+    return params_load(P, files, nfiles, unused, 0, NULL);
+}
+
+kn_status kn_params_load_mapped(kn_params *P, kn_safetensors *const *files, int nfiles, size_t *mapped) {
+    return params_load(P, files, nfiles, NULL, 1, mapped);
+}
+
+static kn_status params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused, int map,
+                             size_t *mapped) {
+    if (mapped)
+        *mapped = 0;
     char a[96], b[96];
     int used = 0;
     for (int i = 0; i < P->n; i++) {
@@ -193,7 +207,13 @@ kn_status kn_params_load(kn_params *P, kn_safetensors *const *files, int nfiles,
                                    kn_shape_str(&want, b, sizeof b));
                 KN_TRY(kn_tensor_reshape(&t, want.ndim, want.shape, &t));
             }
-            KN_TRY(kn_tensor_copy(&p->var.v, &t));
+            if (map && t.dtype == KN_F32 && kn_tensor_is_contiguous(&t) && ((uintptr_t)t.data & 3) == 0) {
+                p->var.v.data = t.data; /* zero-copy: the mapped file's own bytes */
+                if (mapped)
+                    *mapped += kn_tensor_nbytes(&t);
+            } else {
+                KN_TRY(kn_tensor_copy(&p->var.v, &t));
+            }
             used++;
         }
         if (!found)

@@ -23,6 +23,12 @@ kn_status kn_clip_text_config_load(const char *path, kn_clip_text_config *cfg);
  * no parameter took. */
 kn_status kn_params_load(kn_params *P, kn_safetensors *const *files, int nfiles, int *unused);
 
+/* As kn_params_load, but an F32 tensor of the right shape is used in place, zero-copy, from the
+ * memory-mapped file (the files must stay open while the model is used); F16/BF16 and reshaped
+ * tensors are converted into the params block. For inference: such a table cannot be trained
+ * (its values are outside P->block). *mapped (may be NULL) receives the bytes used in place. */
+kn_status kn_params_load_mapped(kn_params *P, kn_safetensors *const *files, int nfiles, size_t *mapped);
+
 /* Finds the single *.safetensors weight file of a component folder: the diffusers names first
  * (diffusion_pytorch_model.safetensors, model.safetensors), else the only .safetensors file.
  * `path` may also be a .safetensors file itself. Writes the path into out. */

@@ -18,13 +18,30 @@ kn_status kn_params_load_weights(kn_params *P, const kn_weights *w) {
     return kn_params_load(P, files, n, NULL);
 }
 
-static kn_status load_params(kn_params *P, const char *path, const char *variant) {
+/* Loads P from the weights at path, using F32 tensors in place from the mapping: the weights stay
+ * open in *keep (closed by kn_t2v_unload). */
+static kn_status load_params(kn_params *P, const char *path, const char *variant, kn_weights **keep,
+                             uint64_t *mapped) {
     kn_weights *w = kn_weights_open_variant(path, variant);
     if (!w)
         return KN_ERR_IO;
-    kn_status st = kn_params_load_weights(P, w);
-    kn_weights_close(w);
-    return st;
+    int n = kn_weights_nfiles(w);
+    kn_safetensors *files[64];
+    if (n > 64) {
+        kn_weights_close(w);
+        return kn_fail(KN_ERR_UNSUPPORTED, "%s: more than 64 shards", kn_weights_path(w));
+    }
+    for (int i = 0; i < n; i++)
+        files[i] = (kn_safetensors *)kn_weights_file(w, i);
+    size_t m = 0;
+    kn_status st = kn_params_load_mapped(P, files, n, &m);
+    if (st != KN_OK) {
+        kn_weights_close(w);
+        return st;
+    }
+    *keep = w;
+    *mapped += m;
+    return KN_OK;
 }
 
 static const kn_component *need(const kn_pipeline_folder *pf, const char *name) {
@@ -101,9 +118,9 @@ kn_status kn_t2v_load(const char *dir, const char *variant, kn_t2v_bundle *b) {
         st = KN_ERR_NOMEM;
         goto fail;
     }
-    if ((st = load_params(&b->m.unet->P, cu->dir, variant)) != KN_OK ||
-        (st = load_params(&b->m.vae->P, cv->dir, variant)) != KN_OK ||
-        (st = load_params(&b->m.text->P, ct->dir, variant)) != KN_OK)
+    if ((st = load_params(&b->m.unet->P, cu->dir, variant, &b->w[0], &b->mapped_bytes)) != KN_OK ||
+        (st = load_params(&b->m.vae->P, cv->dir, variant, &b->w[1], &b->mapped_bytes)) != KN_OK ||
+        (st = load_params(&b->m.text->P, ct->dir, variant, &b->w[2], &b->mapped_bytes)) != KN_OK)
         goto fail;
     b->tok = kn_tokenizer_load(ck->dir);
     if (!b->tok) {
@@ -147,5 +164,8 @@ void kn_t2v_unload(kn_t2v_bundle *b) {
     kn_clip_text_free(b->m.text);
     if (b->tok)
         kn_tokenizer_free(b->tok);
+    for (int i = 0; i < 3; i++)
+        if (b->w[i])
+            kn_weights_close(b->w[i]);
     memset(b, 0, sizeof *b);
 }

@@ -17,6 +17,9 @@ typedef struct kn_t2v_bundle {
      * 0 when absent */
     double fps;
     int frames;
+    /* F32 weights are used in place from these memory-mapped files (open while loaded) */
+    kn_weights *w[3];
+    uint64_t mapped_bytes;
 } kn_t2v_bundle;
 
 /* Loads every component. variant: NULL or "fp16" (which weight files to read). */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ------------------------------------------------------------------ ctx */
 
@@ -132,10 +133,13 @@ kn_status kn_params_alloc(kn_params *P) {
     size_t total = 0;
     for (int i = 0; i < P->n; i++)
         total += ((size_t)kn_tensor_numel(&P->items[i]->var.v) + 15) & ~(size_t)15;
-    P->block = kn_aligned_alloc(total * sizeof(float));
+    /* anonymous mmap: zero-filled pages that cost nothing until written, so parameters that the
+     * loader points at a mapped weight file (kn_params_load_mapped) never take memory here */
+    void *blk = mmap(NULL, total * sizeof(float) + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    P->block = blk == MAP_FAILED ? NULL : blk;
+    P->block_bytes = total * sizeof(float) + 64;
     if (!P->block)
         return kn_fail(KN_ERR_NOMEM, "parameters: cannot allocate %zu bytes", total * sizeof(float));
-    memset(P->block, 0, total * sizeof(float));
     P->numel = total;
     size_t off = 0;
     for (int i = 0; i < P->n; i++) {
@@ -177,7 +181,8 @@ void kn_params_free(kn_params *P) {
         free(P->items[i]);
     }
     free(P->items);
-    kn_aligned_free(P->block);
+    if (P->block)
+        munmap(P->block, P->block_bytes);
     kn_aligned_free(P->grad_block);
     memset(P, 0, sizeof *P);
 }

@@ -63,7 +63,8 @@ typedef struct kn_param {
 typedef struct kn_params {
     kn_param **items;
     int n, cap;
-    float *block;      /* all values, allocated by kn_params_alloc */
+    float *block;      /* all values, allocated by kn_params_alloc (zero-filled, mmap'ed) */
+    size_t block_bytes;
     float *grad_block; /* all gradients, allocated by kn_params_alloc_grads */
     size_t numel;
 } kn_params;
@@ -73,6 +74,7 @@ typedef struct kn_params {
 kn_var *kn_param_decl(kn_params *P, int ndim, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 kn_status kn_params_alloc(kn_params *P);       /* one block for all values (zeroed) */
+/* A parameter whose value points outside the block (a mapped weight file) cannot be trained. */
 kn_status kn_params_alloc_grads(kn_params *P); /* one block for all grads (zeroed), requires_grad=1 */
 void kn_params_zero_grads(kn_params *P);
 kn_param *kn_params_find(const kn_params *P, const char *name);
