@@ -78,6 +78,11 @@ KT_TEST(train_resume_after_sigkill_is_exact) {
                 "cmp a/model/vae/diffusion_pytorch_model.safetensors b/model/vae/diffusion_pytorch_model.safetensors && "
                 "ls b | grep -c tmp", d);
     KT_CHECKF(strncmp(out, "0", 1) == 0, "resumed run differs or left temporary files: %s", out);
+    /* --export-only rebuilds the same model from the final checkpoint */
+    rc = kt_run(out, sizeof out, "cp -r '%s/a/model' '%s/a_model' && %s train %s --out '%s/a' --tokenizer '%s/clip' "
+                "--export-only && cmp '%s/a_model/unet/diffusion_pytorch_model.safetensors' "
+                "'%s/a/model/unet/diffusion_pytorch_model.safetensors'", d, d, kt_bin(), opts, d, kt_fixtures(), d, d);
+    KT_CHECKF(rc == 0, "export-only: %s", out);
     /* resuming with other options is refused */
     rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 9 --quiet --out '%s/b' --tokenizer '%s/clip' --resume",
                 kt_bin(), d, kt_fixtures());

@@ -159,6 +159,7 @@ static void usage(FILE *f) {
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
+               "  --export-only      write DIR/model from DIR/last.safetensors as it is, without training\n"
                "  --data DIR         train on your own clips: videos and images in DIR, each with a\n"
                "                     caption in NAME.txt beside it (default: Shapes-T2V rendered on the fly)\n"
                "  Under `mpirun -np K kinema train ...` the K ranks split each step's data and average\n"
@@ -173,7 +174,7 @@ static int cmd_train(int argc, char **argv) {
     const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
-    int have_seed = 0, quiet = 0, resume = 0;
+    int have_seed = 0, quiet = 0, resume = 0, export_only = 0;
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
@@ -187,6 +188,7 @@ static int cmd_train(int argc, char **argv) {
         {"--resume", NULL, KN_OPT_FLAG, &resume},
         {"--batch", NULL, KN_OPT_INT, &batch, 1, 4096},
         {"--data", NULL, KN_OPT_STR, &data_dir},
+        {"--export-only", NULL, KN_OPT_FLAG, &export_only},
     };
     const char *pos[1];
     int npos;
@@ -225,6 +227,8 @@ static int cmd_train(int argc, char **argv) {
     }
     if (batch > 0)
         rc.data.batch = (int)batch;
+    if (export_only)
+        resume = 1;
     int rank = 0, world = 1;
     if (kn_dist_init(NULL, NULL, &rank, &world) != KN_OK)
         return kn_cli_error("train: %s", kn_last_error());
@@ -301,10 +305,10 @@ static int cmd_train(int argc, char **argv) {
     ckpt_ctx ck = {{&sv, &su, &st_}, {{0}}, ckpath, ""};
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
-             "\"batch\": %d, \"world\": %d, \"data\": \"%s\"}",
+             "\"batch\": %d, \"world\": %d%s}",
              rc.name, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
              (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
-             data_dir ? "folder" : "shapes-t2v");
+             data_dir ? ", \"data\": \"folder\"" : "");
     kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
@@ -350,6 +354,14 @@ static int cmd_train(int argc, char **argv) {
             rc.name, rc.about, vae->P.numel, text->P.numel, unet->P.numel, rc.data.size, rc.data.size, rc.data.frames,
             rc.data.fps);
     double t0 = now();
+    if (export_only) { /* train no further: the loops below start at the end */
+        rc.vae_opts.steps = sv.step;
+        rc.unet_opts.steps = su.step;
+        if (sv.step == 0) {
+            kn_cli_error("train: %s holds no trained VAE yet", ckpath);
+            goto done;
+        }
+    }
     progress_ctx pv = {log, now(), sv.step, quiet, save_every, &ck, 0, rank};
     if (kn_train_vae(vae, &sv, &rc.vae_opts, &rc.data, A, on_progress, &pv) != KN_OK || pv.failed) {
         kn_cli_error("%s", kn_last_error());
