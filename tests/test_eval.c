@@ -1,7 +1,8 @@
 /* test_eval.c — `kinema eval`: the renderer's own clips score 1.000 on every split; the numbers
  * equal a direct render + kn_shapes_score_clip tally (also where the scorer is not perfect, at
- * 32x32); a random-weight fixture pipeline runs and scores ~0 with every field present; results do
- * not depend on the thread count; bad input gives one error line. */
+ * 32x32); a random-weight fixture pipeline runs and scores ~0 with every field present, next to
+ * the renderer's bound for the same captions; results do not depend on the thread count; bad
+ * input gives one error line. */
 #include "kt.h"
 
 #include "train/shapes.h"
@@ -196,6 +197,13 @@ KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
         KT_CHECK(num(ov, "flicker") > 5.0);         /* noise flickers */
         KT_CHECK(num(j, "steps") == 2 && num(j, "guidance") == 9 && num(j, "seeds") == 2);
         KT_CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "clips")) == 12);
+        /* the renderer's bound for the same captions: 4 frames (0.5 s) are too short to show a
+         * bounce, so it is below 1 here (eval_model_bound_equals_reference_run checks its value) */
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "splits");
+        for (int s = 0; s < 3; s++) {
+            double b = num(cJSON_GetObjectItemCaseSensitive(sp, splits[s]), "reference_exact");
+            KT_CHECKF(b >= 0.5 && b <= 1.0, "split %s: reference_exact %g", splits[s], b);
+        }
         cJSON_Delete(j);
     }
     /* one contact sheet per clip, named split_index_seed.sheet.png */
@@ -215,6 +223,32 @@ KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
     KT_CHECKF(a && b && !strcmp(a, b), "-t 1 and -t 2 give different results");
     free(a);
     free(b);
+}
+
+/* A model run's ref_exact column is the --reference run's exact-match at the same settings
+ * (here 32x32 / 4 fps, caption seed 1, where the scorer misses one of 8 rendered clips). */
+KT_TEST(eval_model_bound_equals_reference_run) {
+    const char *dir = pipe_dir();
+    char out[4096], a[700], b[700];
+    snprintf(a, sizeof a, "%s/model.json", kt_tmpdir());
+    snprintf(b, sizeof b, "%s/ref.json", kt_tmpdir());
+    const char *common = "--split two --n 8 --size 32 --frames 8 --fps 4 --caption-seed 1";
+    int rc = kt_run(out, sizeof out, "%s eval -m '%s' %s --steps 1 --json '%s' 2>&1", kt_bin(), dir, common, a);
+    KT_CHECKF(rc == 0, "%s", out);
+    KT_CHECK(strstr(out, "ref_exact") != NULL);
+    rc = kt_run(out, sizeof out, "%s eval --reference %s --json '%s' 2>&1", kt_bin(), common, b);
+    KT_CHECKF(rc == 0 && !strstr(out, "ref_exact"), "%s", out);
+    cJSON *ja = load_json(a), *jb = load_json(b);
+    if (ja && jb) {
+        double bound = num(cJSON_GetObjectItemCaseSensitive(ja, "overall"), "reference_exact");
+        double exact = num(cJSON_GetObjectItemCaseSensitive(jb, "overall"), "exact");
+        KT_NEAR(bound, exact, 1e-12);
+        KT_NEAR(exact, 7.0 / 8.0, 1e-12);
+        KT_CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(jb, "overall"),
+                                                  "reference_exact") == NULL);
+    }
+    cJSON_Delete(ja);
+    cJSON_Delete(jb);
 }
 
 KT_TEST(eval_reference_same_for_any_thread_count) {

@@ -20,7 +20,9 @@
  *   present  fraction of objects found in >= 90 % of frames
  *   flicker  mean background flicker over clips (0..255 units)
  *   area_cv  mean area coefficient of variation over objects that were found in some frame
- *            (n/a / null when none was) */
+ *            (n/a / null when none was)
+ *   ref_exact  (model runs) exact-match of the renderer's clips of the same captions and seeds at
+ *            the same size / frames / fps: the bound the scorer allows there (0.95 at 32x32) */
 #include "cli/cli.h"
 #include "core/core.h"
 #include "io/t2v_load.h"
@@ -128,7 +130,8 @@ static void tally_metrics(const tally *t, double m[M_COUNT]) {
     m[M_AREA_CV] = t->cv_n ? t->cv_sum / t->cv_n : NAN;
 }
 
-static void print_row(const char *name, const tally *t) {
+/* bound: the renderer's clips of the same captions and seeds (NULL with --reference) */
+static void print_row(const char *name, const tally *t, const tally *bound) {
     double m[M_COUNT];
     tally_metrics(t, m);
     printf("%-8s %6d", name, t->clips);
@@ -138,10 +141,12 @@ static void print_row(const char *name, const tally *t) {
         else
             printf(" %8.3f", m[k]);
     }
+    if (bound)
+        printf(" %9.3f", frac(bound->exact, bound->clips));
     printf("\n");
 }
 
-static cJSON *tally_json(const tally *t) {
+static cJSON *tally_json(const tally *t, const tally *bound) {
     double m[M_COUNT];
     tally_metrics(t, m);
     cJSON *o = cJSON_CreateObject();
@@ -156,6 +161,8 @@ static cJSON *tally_json(const tally *t) {
         else
             cJSON_AddNumberToObject(o, metric_names[k], m[k]);
     }
+    if (bound)
+        cJSON_AddNumberToObject(o, "reference_exact", frac(bound->exact, bound->clips));
     return o;
 }
 
@@ -320,7 +327,7 @@ static int cmd_eval(int argc, char **argv) {
 
     clip_maker mk = {.reference = reference, .frames = (int)frames, .fps = (int)fps, .negative = neg};
     int rc = 1;
-    uint8_t *rgb = NULL;
+    uint8_t *rgb = NULL, *ref_rgb = NULL;
     cJSON *js = NULL, *jclips = NULL;
     FILE *jf = NULL;
     double t0 = now();
@@ -334,7 +341,8 @@ static int cmd_eval(int argc, char **argv) {
     if (save_dir && mkdir_p1(save_dir))
         goto done;
     rgb = malloc((size_t)mk.frames * mk.size * mk.size * 3);
-    if (!rgb) {
+    ref_rgb = reference ? NULL : malloc((size_t)mk.frames * mk.size * mk.size * 3);
+    if (!rgb || (!reference && !ref_rgb)) {
         kn_cli_error("eval: out of memory for a %dx%d clip of %d frames", mk.size, mk.size, mk.frames);
         goto done;
     }
@@ -358,7 +366,10 @@ static int cmd_eval(int argc, char **argv) {
         fprintf(stderr, ", %ld steps, guidance %g", steps, guidance);
     fputc('\n', stderr);
 
-    tally per[KN_SPLIT_COUNT] = {0}, all = {0};
+    /* ref: the renderer's clip of every (caption, seed) at the same size / frames / fps, scored
+     * the same way: the upper bound the scorer allows at these settings (below 1 at 32x32) */
+    tally per[KN_SPLIT_COUNT] = {0}, all = {0}, ref[KN_SPLIT_COUNT] = {0}, ref_all = {0};
+    kn_shapes_render_params rp = {mk.size, mk.frames, mk.fps};
     for (int s = split_lo; s < split_hi; s++) {
         for (long i = 0; i < n; i++) {
             kn_shapes_caption cap;
@@ -377,6 +388,15 @@ static int cmd_eval(int argc, char **argv) {
                     goto done;
                 }
                 tally_add(&per[s], &cap, &sc);
+                if (!reference) {
+                    kn_shapes_score rs;
+                    if (kn_shapes_render(&cap, (uint64_t)k, &rp, ref_rgb, NULL) != KN_OK ||
+                        kn_shapes_score_clip(ref_rgb, mk.frames, mk.size, mk.size, mk.fps, &cap, &rs) != KN_OK) {
+                        kn_cli_error("%s", kn_last_error());
+                        goto done;
+                    }
+                    tally_add(&ref[s], &cap, &rs);
+                }
                 if (save_dir) {
                     char path[1200];
                     snprintf(path, sizeof path, "%s/%s_%ld_%ld.sheet.png", save_dir, kn_split_names[s], i, k);
@@ -435,16 +455,17 @@ static int cmd_eval(int argc, char **argv) {
             }
         }
         tally_merge(&all, &per[s]);
+        tally_merge(&ref_all, &ref[s]);
     }
     double secs = now() - t0;
 
     printf("%-8s %6s", "split", "clips");
     for (int k = 0; k < M_COUNT; k++)
         printf(" %8s", metric_names[k]);
-    printf("\n");
+    printf(reference ? "\n" : " ref_exact\n");
     for (int s = split_lo; s < split_hi; s++)
-        print_row(kn_split_names[s], &per[s]);
-    print_row("overall", &all);
+        print_row(kn_split_names[s], &per[s], reference ? NULL : &ref[s]);
+    print_row("overall", &all, reference ? NULL : &ref_all);
     fflush(stdout);
     fprintf(stderr, "%d clip(s) in %.1f s (%.2f s per clip)\n", all.clips, secs, all.clips ? secs / all.clips : 0.0);
 
@@ -467,8 +488,8 @@ static int cmd_eval(int argc, char **argv) {
         }
         cJSON *jsplits = cJSON_AddObjectToObject(js, "splits");
         for (int s = split_lo; s < split_hi && jsplits; s++)
-            cJSON_AddItemToObject(jsplits, kn_split_names[s], tally_json(&per[s]));
-        cJSON_AddItemToObject(js, "overall", tally_json(&all));
+            cJSON_AddItemToObject(jsplits, kn_split_names[s], tally_json(&per[s], reference ? NULL : &ref[s]));
+        cJSON_AddItemToObject(js, "overall", tally_json(&all, reference ? NULL : &ref_all));
         cJSON_AddNumberToObject(js, "seconds", secs);
         cJSON_AddItemToObject(js, "clips", jclips);
         jclips = NULL;
@@ -494,6 +515,7 @@ done:
     cJSON_Delete(js);
     cJSON_Delete(jclips);
     free(rgb);
+    free(ref_rgb);
     maker_free(&mk);
     return rc;
 }
