@@ -318,5 +318,8 @@ KT_TEST(eval_bad_input_fails_cleanly) {
     }
     struct stat sb;
     KT_CHECK(stat("/nonexistent/dir/x.json", &sb) != 0);
+    /* --help is no error */
+    KT_CHECK(kt_run(out, sizeof out, "%s eval --help", kt_bin()) == 0 && strstr(out, "--reference") &&
+             strstr(out, "--save-dir"));
     KT_CHECKF(stat(nojs, &sb) != 0, "a failed eval left %s behind", nojs);
 }

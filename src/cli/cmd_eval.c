@@ -320,8 +320,6 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (!frames)
         frames = 2 * fps; /* two seconds, as the native 32 frames at 16 fps */
-    if (frames * (KN_SHAPES_NATIVE_FPS / fps) > KN_SHAPES_MAX_FRAMES * 16)
-        return kn_cli_error("eval: --frames %ld at %ld fps is too long", frames, fps);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
