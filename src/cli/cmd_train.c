@@ -160,6 +160,7 @@ static void usage(FILE *f) {
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
                "  --export-only      write DIR/model from DIR/last.safetensors as it is, without training\n"
+               "  --export-dtype T   f32 (default), f16 or bf16 weights in DIR/model\n"
                "  --data DIR         train on your own clips: videos and images in DIR, each with a\n"
                "                     caption in NAME.txt beside it (default: Shapes-T2V rendered on the fly)\n"
                "  Under `mpirun -np K kinema train ...` the K ranks split each step's data and average\n"
@@ -171,7 +172,7 @@ static void usage(FILE *f) {
 }
 
 static int cmd_train(int argc, char **argv) {
-    const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL;
+    const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32";
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
     int have_seed = 0, quiet = 0, resume = 0, export_only = 0;
@@ -189,6 +190,7 @@ static int cmd_train(int argc, char **argv) {
         {"--batch", NULL, KN_OPT_INT, &batch, 1, 4096},
         {"--data", NULL, KN_OPT_STR, &data_dir},
         {"--export-only", NULL, KN_OPT_FLAG, &export_only},
+        {"--export-dtype", NULL, KN_OPT_STR, &export_dtype},
     };
     const char *pos[1];
     int npos;
@@ -229,6 +231,10 @@ static int cmd_train(int argc, char **argv) {
         rc.data.batch = (int)batch;
     if (export_only)
         resume = 1;
+    kn_dtype edt = KN_F32;
+    if (!strcmp(export_dtype, "f16")) edt = KN_F16;
+    else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;
+    else if (strcmp(export_dtype, "f32")) return kn_cli_error("train: --export-dtype must be f32, f16 or bf16");
     int rank = 0, world = 1;
     if (kn_dist_init(NULL, NULL, &rank, &world) != KN_OK)
         return kn_cli_error("train: %s", kn_last_error());
@@ -398,7 +404,7 @@ static int cmd_train(int argc, char **argv) {
     if (st_.have_ema)
         kn_ema_copy_to(&st_.ema, &text->P);
     snprintf(path, sizeof path, "%s/model", out);
-    kn_export_opts eo = {KN_F32, rc.data.fps, rc.data.frames};
+    kn_export_opts eo = {edt, rc.data.fps, rc.data.frames};
     if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>", &eo) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
