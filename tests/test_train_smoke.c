@@ -112,3 +112,23 @@ KT_TEST(train_on_a_folder_of_captioned_clips) {
                 kt_bin(), d, d);
     KT_CHECK(rc != 0 && strstr(out, "nonexistent"));
 }
+
+/* --config FILE: a JSON recipe over a built-in one; typos are errors. */
+KT_TEST(train_with_a_json_config) {
+    static char out[1 << 16];
+    const char *d = kt_tmpdir();
+    int rc = kt_run(out, sizeof out,
+                    "printf '{\"base\": \"smoke\", \"unet_steps\": 3, \"vae_steps\": 2, \"unet_channels\": [16, 32], "
+                    "\"unet_head_dim\": 8, \"unet_groups\": 8, \"objective\": \"v\"}' > '%s/c.json' && "
+                    "%s train --config '%s/c.json' --out '%s/run' --tokenizer '%s/clip' --quiet && "
+                    "grep -c '^unet,' '%s/run/log.csv' && grep -o '\"prediction_type\": *\"v_prediction\"' "
+                    "'%s/run/model/scheduler/scheduler_config.json'",
+                    d, kt_bin(), d, d, kt_fixtures(), d, d);
+    KT_CHECKF(rc == 0 && strstr(out, "3\n") && strstr(out, "v_prediction"), "rc %d: %s", rc, out);
+    rc = kt_run(out, sizeof out, "printf '{\"base\": \"smoke\", \"unet_stepz\": 3}' > '%s/bad.json' && "
+                "%s train --config '%s/bad.json' --out '%s/run2'", d, kt_bin(), d, d);
+    KT_CHECK(rc != 0 && strstr(out, "unet_stepz"));
+    rc = kt_run(out, sizeof out, "printf '{\"base\": \"smoke\", \"fps\": 3}' > '%s/bad2.json' && "
+                "%s train --config '%s/bad2.json' --out '%s/run3'", d, kt_bin(), d, d);
+    KT_CHECK(rc != 0 && strstr(out, "fps"));
+}

@@ -6,6 +6,7 @@
 #include "io/checkpoint_io.h"
 #include "io/export.h"
 #include "io/folder_data.h"
+#include "io/recipe_config.h"
 #include "io/tokenizer.h"
 #include "train/recipes.h"
 
@@ -152,7 +153,8 @@ static int is_dir(const char *p) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: kinema train --recipe NAME --out DIR [options]\n"
-               "  --recipe NAME      built-in recipe (smoke)\n"
+               "  --recipe NAME      built-in recipe (smoke, tiny)\n"
+               "  --config FILE      a JSON recipe: {\"base\": NAME, overrides...} (see src/io/recipe_config.h)\n"
                "  --out DIR          where the log (log.csv) and the model (DIR/model) go\n"
                "  --steps N          UNet steps (default: the recipe's); the VAE stage scales with it\n"
                "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
@@ -172,6 +174,7 @@ static void usage(FILE *f) {
 }
 
 static int cmd_train(int argc, char **argv) {
+    const char *config_path = NULL;
     const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32";
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
@@ -179,6 +182,7 @@ static int cmd_train(int argc, char **argv) {
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
+        {"--config", "-c", KN_OPT_STR, &config_path},
         {"--out", "-o", KN_OPT_STR, &out},
         {"--steps", NULL, KN_OPT_INT, &steps, 1, 100000000},
         {"--seed", "-s", KN_OPT_STR, &seed_s},
@@ -201,8 +205,10 @@ static int cmd_train(int argc, char **argv) {
     }
     if (!r)
         return 2;
-    if (!recipe)
-        return kn_cli_error("train: --recipe NAME is required (known: smoke)");
+    if (!recipe && !config_path)
+        return kn_cli_error("train: --recipe NAME or --config FILE is required (recipes: smoke, tiny)");
+    if (recipe && config_path)
+        return kn_cli_error("train: give --recipe or --config, not both");
     if (!out)
         return kn_cli_error("train: --out DIR is required");
     if (seed_s) {
@@ -214,8 +220,20 @@ static int cmd_train(int argc, char **argv) {
         have_seed = 1;
     }
     kn_recipe rc;
-    if (kn_recipe_get(recipe, &rc) != KN_OK)
+    if (config_path ? kn_recipe_load(config_path, &rc) != KN_OK : kn_recipe_get(recipe, &rc) != KN_OK)
         return kn_cli_error("train: %s", kn_last_error());
+    char recipe_id[160];
+    if (config_path) { /* the checkpoint remembers the file's contents, not its name */
+        FILE *cf = fopen(config_path, "rb");
+        unsigned long h = 5381;
+        int ch;
+        while (cf && (ch = fgetc(cf)) != EOF)
+            h = h * 33 + (unsigned char)ch;
+        if (cf) fclose(cf);
+        snprintf(recipe_id, sizeof recipe_id, "config-%08lx", h & 0xffffffffUL);
+    } else {
+        snprintf(recipe_id, sizeof recipe_id, "%s", rc.name);
+    }
     if (steps > 0) {
         double f = (double)steps / rc.unet_opts.steps;
         rc.unet_opts.steps = steps;
@@ -312,7 +330,7 @@ static int cmd_train(int argc, char **argv) {
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
              "\"batch\": %d, \"world\": %d%s}",
-             rc.name, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
+             recipe_id, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
              (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
              data_dir ? ", \"data\": \"folder\"" : "");
     kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
