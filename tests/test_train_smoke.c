@@ -93,7 +93,7 @@ KT_TEST(train_resume_after_sigkill_is_exact) {
     KT_CHECKF(rc != 0 && strstr(out, "last.safetensors"), "rc %d: %s", rc, out);
 }
 
-/* Training on a folder of the user's own captioned clips. */
+/* Training on a folder of the user's own captioned clips and images (joint image-video training). */
 KT_TEST(train_on_a_folder_of_captioned_clips) {
     static char out[1 << 16];
     const char *d = kt_tmpdir();
@@ -102,12 +102,15 @@ KT_TEST(train_on_a_folder_of_captioned_clips) {
                     "--frames 16 -o '%s/data/a.gif' && echo 'a small red circle moving left' > '%s/data/a.txt' && "
                     "%s data render -p 'a large blue square standing still' --seed 2 --size 64 --frames 16 "
                     "-o '%s/data/b.y4m' && echo 'a large blue square standing still' > '%s/data/b.txt' && "
-                    "cp '%s/data/a.gif' '%s/data/uncaptioned.gif'",
-                    d, kt_bin(), d, d, kt_bin(), d, d, d, d);
+                    "cp '%s/data/a.gif' '%s/data/uncaptioned.gif' && "
+                    "%s convert '%s/data/a.gif' --frames 1 -o '%s/data/still.png' && "
+                    "echo 'a small red circle standing still' > '%s/data/still.txt'",
+                    d, kt_bin(), d, d, kt_bin(), d, d, d, d, kt_bin(), d, d, d);
     KT_CHECKF(rc == 0, "%s", out);
-    rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 3 --data '%s/data' --out '%s/run' --tokenizer '%s/clip' "
-                "--quiet", kt_bin(), d, d, kt_fixtures());
-    KT_CHECKF(rc == 0 && strstr(out, "2 captioned") && strstr(out, "1 skipped"), "rc %d: %s", rc, out);
+    /* batch 3 = [a.gif, b.y4m, still.png]: a mixed batch, the image with its temporal layers off */
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 3 --batch 3 --data '%s/data' --out '%s/run' "
+                "--tokenizer '%s/clip' --quiet", kt_bin(), d, d, kt_fixtures());
+    KT_CHECKF(rc == 0 && strstr(out, "3 captioned") && strstr(out, "1 skipped"), "rc %d: %s", rc, out);
     rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 3 --data '%s/nonexistent' --out '%s/run2' --quiet",
                 kt_bin(), d, d);
     KT_CHECK(rc != 0 && strstr(out, "nonexistent"));

@@ -141,6 +141,8 @@ static kn_status trim_log(const char *path, int64_t vae_step, int64_t unet_step)
 
 typedef struct { kn_tokenizer *tok; int pad; } tok_ctx;
 
+static int folder_is_image(uint64_t index, void *user) { return kn_folder_source_is_image(user, index); }
+
 static kn_status tokenize_cb(const char *text, int32_t *ids, int len, void *user) {
     tok_ctx *t = user;
     return kn_tokenize_padded(t->tok, text, ids, len, t->pad, NULL, NULL);
@@ -290,6 +292,7 @@ static int cmd_train(int argc, char **argv) {
         }
         rc.data.source = kn_folder_source_clip;
         rc.data.source_user = fsrc;
+        rc.data.is_image = folder_is_image;
         if (rank == 0)
             fprintf(stderr, "data: %d captioned clips and images in %s (%d skipped without a caption)\n",
                     kn_folder_source_count(fsrc), data_dir, kn_folder_source_skipped(fsrc));

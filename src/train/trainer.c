@@ -258,10 +258,16 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         float *target = kn_arena_alloc(A, (size_t)(B * nl) * sizeof(float));
         float *wts = kn_arena_alloc(A, (size_t)B * sizeof(float));
         float *tsf = kn_arena_alloc(A, (size_t)B * sizeof(float));
+        int *img = kn_arena_alloc(A, (size_t)B * sizeof(int));
+        int any_img = 0;
+        for (int64_t b = 0; img && b < B; b++) {
+            img[b] = d->is_image ? d->is_image(sample_index(o, step, (int)B, (int)b), d->source_user) : 0;
+            any_img |= img[b];
+        }
         kn_ctx c;
         kn_ctx_init(&c, A, tape);
         kn_var *xt = kn_var_new(&c, 5, (int64_t[]){B, C, T, h, w});
-        if (!eps || !target || !wts || !tsf || !xt) {
+        if (!eps || !target || !wts || !tsf || !img || !xt) {
             st = KN_ERR_NOMEM;
             break;
         }
@@ -285,7 +291,9 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             wts[b] = (float)wgt;
         }
         kn_var *emb = kn_clip_text_forward(&c, text, ids, B, L, 0, NULL, NULL, NULL);
-        kn_var *pred = kn_unet3d_forward(&c, unet, xt, tsf, emb, NULL, NULL);
+        kn_unet3d_cond uc = {0};
+        uc.is_image = any_img ? img : NULL;
+        kn_var *pred = kn_unet3d_forward_ex(&c, unet, xt, tsf, emb, any_img ? &uc : NULL, NULL, NULL);
         if ((st = kn_ctx_status(&c)) != KN_OK)
             break;
         kn_tensor tt = kn_tensor_view(KN_F32, 5, xt->v.shape, target);

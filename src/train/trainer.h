@@ -35,6 +35,9 @@ typedef struct kn_train_data {
     int vae_frames; /* frames drawn per clip in the VAE stage */
     kn_clip_source_fn source; /* NULL: Shapes-T2V (random split, held-out compositions excluded) */
     void *source_user;
+    /* optional: 1 when clip `index` is a still image repeated (joint image-video training: the
+     * UNet's temporal layers are the identity for it, so images train the spatial layers only) */
+    int (*is_image)(uint64_t index, void *user);
 } kn_train_data;
 
 /* Called after backward, before the optimiser step, on each params table being trained: the hook
