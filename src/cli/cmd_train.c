@@ -164,6 +164,7 @@ static void usage(FILE *f) {
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
                "  --export-only      write DIR/model from DIR/last.safetensors as it is, without training\n"
+               "  --grad-checkpointing  recompute UNet activations in backward: less memory, more time\n"
                "  --export-dtype T   f32 (default), f16 or bf16 weights in DIR/model\n"
                "  --data DIR         train on your own clips: videos and images in DIR, each with a\n"
                "                     caption in NAME.txt beside it (default: Shapes-T2V rendered on the fly)\n"
@@ -180,7 +181,7 @@ static int cmd_train(int argc, char **argv) {
     const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32";
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
-    int have_seed = 0, quiet = 0, resume = 0, export_only = 0;
+    int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0;
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
@@ -196,6 +197,7 @@ static int cmd_train(int argc, char **argv) {
         {"--batch", NULL, KN_OPT_INT, &batch, 1, 4096},
         {"--data", NULL, KN_OPT_STR, &data_dir},
         {"--export-only", NULL, KN_OPT_FLAG, &export_only},
+        {"--grad-checkpointing", NULL, KN_OPT_FLAG, &checkpointing},
         {"--export-dtype", NULL, KN_OPT_STR, &export_dtype},
     };
     const char *pos[1];
@@ -251,6 +253,7 @@ static int cmd_train(int argc, char **argv) {
         rc.data.batch = (int)batch;
     if (export_only)
         resume = 1;
+    rc.unet_opts.checkpointing = checkpointing;
     kn_dtype edt = KN_F32;
     if (!strcmp(export_dtype, "f16")) edt = KN_F16;
     else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;

@@ -302,6 +302,36 @@ static kn_var *block_layer(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, 
     return h;
 }
 
+/* Gradient checkpointing (kn_ctx.checkpointing): one block layer (resnet, temporal conv, spatial
+ * and temporal attention) is recomputed in backward instead of keeping its activations. */
+typedef struct {
+    const kn_unet_block *b;
+    int i;
+    tmask m; /* a copy: the caller's lives on its stack */
+} layer_args;
+
+static kn_var *layer_fn(kn_ctx *c, kn_var **in, int nin, const void *user) {
+    const layer_args *a = user;
+    (void)nin;
+    return block_layer(c, a->b, a->i, in[0], in[1], in[2], &a->m, NULL, NULL, "");
+}
+
+static kn_var *block_layer_ck(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, kn_var *temb, kn_var *text,
+                              const tmask *m, kn_unet_hook hook, void *user, const char *prefix) {
+    if (!c->tape || !c->checkpointing || hook || c->status != KN_OK)
+        return block_layer(c, b, i, h, temb, text, m, hook, user, prefix);
+    layer_args *a = kn_arena_alloc(c->A, sizeof *a);
+    if (!a) {
+        kn_ctx_fail(c, KN_ERR_NOMEM);
+        return NULL;
+    }
+    a->b = b;
+    a->i = i;
+    a->m = *m;
+    kn_var *in[3] = {h, temb, text};
+    return kn_v_checkpoint(c, layer_fn, in, 3, a);
+}
+
 /* sinusoid(C0) (flip_sin_to_cos, shift 0, as time_proj) -> l1 -> SiLU -> l2: (B, 4 C0) */
 static kn_var *value_embedding(kn_ctx *c, const kn_linear_l *l1, const kn_linear_l *l2, const float *vals, int64_t B,
                                int C0) {
@@ -458,7 +488,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
         const kn_unet_block *b = &u->down[i];
         snprintf(name, sizeof name, "down_blocks.%d", i);
         for (int l = 0; l < b->nlayers; l++) {
-            h = block_layer(c, b, l, h, temb, ctx, &m, hook, user, name);
+            h = block_layer_ck(c, b, l, h, temb, ctx, &m, hook, user, name);
             if (nskip < 64)
                 skips[nskip++] = h;
         }
@@ -505,7 +535,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
             }
             kn_var *skip = skips[--nskip];
             h = kn_v_concat(c, h, skip, 1);
-            h = block_layer(c, b, l, h, temb, ctx, &m, hook, user, name);
+            h = block_layer_ck(c, b, l, h, temb, ctx, &m, hook, user, name);
         }
         if (b->has_sampler && c->status == KN_OK) {
             /* upsample to the size of the next skip (diffusers forward_upsample_size) */

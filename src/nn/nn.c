@@ -218,7 +218,7 @@ void kn_params_init_default(kn_params *P, uint64_t seed) {
 
 typedef enum {
     OP_LINEAR, OP_CONV2D, OP_CONVT, OP_GN, OP_LN, OP_ACT, OP_GEGLU, OP_ATTN, OP_ADD, OP_SCALE,
-    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED, OP_CLAMP, OP_GATHER,
+    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED, OP_CLAMP, OP_GATHER, OP_CHECKPOINT,
 } op_kind;
 
 typedef struct node {
@@ -229,6 +229,9 @@ typedef struct node {
     const int32_t *ids;
     const int64_t *rows;
     float f1;
+    kn_ckpt_fn fn;
+    const void *user;
+    int nin;
     const kn_tensor *mask;
     kn_conv2d_params cp;
     int i0, i1;   /* groups / heads / act / dim / pad_front */
@@ -455,6 +458,37 @@ static kn_status backward_node(kn_ctx *c, node *n) {
                 acc(d + n->rows[i] * D, s + i * D, D);
         }
         return KN_OK;
+    case OP_CHECKPOINT: {
+        /* recompute the module on a fresh tape, sharing the gradient tensors of its inputs and
+         * output, backpropagate, then give the recomputed activations back to the arena (the
+         * input gradients were allocated above, before the mark) */
+        size_t mark = kn_arena_mark(c->A);
+        kn_tape *sub = kn_tape_new();
+        if (!sub)
+            return KN_ERR_NOMEM;
+        kn_ctx sc;
+        kn_ctx_init(&sc, c->A, sub);
+        sc.frames = (int)n->l0; /* the frames of the forward call, not of the caller's context now */
+        kn_var *w[4] = {NULL, NULL, NULL, NULL};
+        for (int k = 0; k < n->nin; k++) {
+            w[k] = kn_arena_alloc(c->A, sizeof(kn_var));
+            if (!w[k]) {
+                kn_tape_free(sub);
+                return KN_ERR_NOMEM;
+            }
+            *w[k] = *in[k]; /* same value, same gradient tensor */
+        }
+        kn_var *o = n->fn(&sc, w, n->nin, n->user);
+        kn_status st = kn_ctx_status(&sc);
+        if (st == KN_OK && o) {
+            o->g = n->out->g;
+            if (o->requires_grad)
+                st = kn_backward(&sc, o, 0.0f);
+        }
+        kn_tape_free(sub);
+        kn_arena_reset(c->A, mark);
+        return st;
+    }
     case OP_RESHAPE:
         if (g0)
             acc(g0->data, dy->data, kn_tensor_numel(dy));
@@ -856,6 +890,42 @@ kn_var *kn_v_gather_rows(kn_ctx *c, kn_var *x, const int64_t *rows, int64_t n_ro
         memcpy(keep, rows, (size_t)n_rows * sizeof(int64_t));
         n->in[0] = x;
         n->rows = keep;
+    }
+    return r;
+}
+
+kn_var *kn_v_checkpoint(kn_ctx *c, kn_ckpt_fn fn, kn_var **in, int nin, const void *user) {
+    GUARD(c);
+    if (nin < 1 || nin > 4)
+        return kn_ctx_failf(c, KN_ERR_ARG, "checkpoint: %d inputs (1..4)", nin), NULL;
+    if (!c->tape || !c->checkpointing)
+        return fn(c, in, nin, user);
+    /* forward without recording: the module's scopes free its activations as it goes */
+    kn_tape *keep = c->tape;
+    c->tape = NULL;
+    size_t mark = kn_ctx_scope_begin(c);
+    kn_var *o = fn(c, in, nin, user);
+    o = kn_ctx_scope_end(c, mark, o);
+    c->tape = keep;
+    if (!o)
+        return NULL;
+    kn_var *r = var_alloc(c);
+    if (!r)
+        return NULL;
+    r->v = o->v;
+    r->requires_grad = 0;
+    for (int k = 0; k < nin; k++)
+        r->requires_grad |= in[k] && in[k]->requires_grad;
+    /* parameters inside fn need gradients even when no input does */
+    r->requires_grad = 1;
+    node *n = record(c, OP_CHECKPOINT, r);
+    if (n) {
+        for (int k = 0; k < nin; k++)
+            n->in[k] = in[k];
+        n->nin = nin;
+        n->fn = fn;
+        n->user = user;
+        n->l0 = c->frames;
     }
     return r;
 }

@@ -31,6 +31,7 @@ typedef struct kn_ctx {
     kn_status status;  /* sticky: first failure */
     char error[512];
     int frames;        /* frames per sample in folded (B*T, ...) video, used by temporal layers */
+    int checkpointing; /* training: modules that support it recompute their activations in backward */
 } kn_ctx;
 
 void kn_ctx_init(kn_ctx *c, kn_arena *A, kn_tape *tape);
@@ -118,6 +119,14 @@ kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B,
 kn_var *kn_v_clamp(kn_ctx *c, kn_var *x, float lo, float hi);
 /* Row gather: x (N, D) viewed as rows, rows[i] in [0, N) -> (n, D); backward scatter-adds. */
 kn_var *kn_v_gather_rows(kn_ctx *c, kn_var *x, const int64_t *rows, int64_t n);
+/* Gradient checkpointing (recomputation): runs out = fn(c, in, nin, user) without recording its
+ * inside on the tape (so its activations are not kept; with the context's scopes they are freed
+ * at once), and records one node that, in backward, runs fn again on a fresh tape and
+ * backpropagates through it, then releases that memory. Parameters used inside fn receive their
+ * gradients as usual. Without a tape, or when c->checkpointing is 0, it simply calls fn. fn must
+ * be deterministic (it is: every kernel is). At most 4 inputs. */
+typedef kn_var *(*kn_ckpt_fn)(kn_ctx *c, kn_var **in, int nin, const void *user);
+kn_var *kn_v_checkpoint(kn_ctx *c, kn_ckpt_fn fn, kn_var **in, int nin, const void *user);
 /* Slices [start, end) along dim into a new contiguous var. */
 kn_var *kn_v_slice(kn_ctx *c, kn_var *x, int dim, int64_t start, int64_t end);
 

@@ -266,6 +266,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         }
         kn_ctx c;
         kn_ctx_init(&c, A, tape);
+        c.checkpointing = o->checkpointing;
         kn_var *xt = kn_var_new(&c, 5, (int64_t[]){B, C, T, h, w});
         if (!eps || !target || !wts || !tsf || !img || !xt) {
             st = KN_ERR_NOMEM;
