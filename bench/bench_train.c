@@ -43,6 +43,72 @@ static const char *block_name(kn_block_type t) {
     }
 }
 
+/* FLOPs of one forward (2 per multiply-add) in the layers that dominate: 2-D convolutions,
+ * temporal (3,1,1) convolutions, linear layers and the two attention matmuls; norms, activations
+ * and adds are left out (memory-bound, < 1% of the arithmetic). Mirrors the module tree of
+ * unet3d.c / diffusers UNet3DConditionModel. B samples, T frames, S x S latents, L text tokens. */
+static double lin(double tokens, double in, double out) { return 2.0 * tokens * in * out; }
+
+/* attention over `seqs` sequences of n queries and m keys of width d (QK^T and PV) */
+static double attn(double seqs, double n, double m, double d) { return 4.0 * seqs * n * m * d; }
+
+/* BasicTransformerBlock of width d on `tokens` tokens grouped into sequences of n; cross-attention
+ * to L tokens of width D when D > 0, else self-attention twice. */
+static double tblock(double tokens, double n, double d, double L, double D) {
+    double f = lin(tokens, d, 3 * d) + lin(tokens, d, d) + attn(tokens / n, n, n, d); /* attn1 */
+    if (D > 0)
+        f += lin(tokens, d, d) + 2 * lin(tokens / n * L, D, d) + lin(tokens, d, d) + attn(tokens / n, n, L, d);
+    else
+        f += lin(tokens, d, 3 * d) + lin(tokens, d, d) + attn(tokens / n, n, n, d);
+    return f + lin(tokens, d, 8 * d) + lin(tokens, 4 * d, d); /* GEGLU feed-forward */
+}
+
+static double unet_flops(const kn_unet3d_config *c, double B, double T, double S, double L) {
+    double N = B * T, f = 0, hd = c->attention_head_dim, D = c->cross_attention_dim;
+    int nb = c->nblocks, lpb = c->layers_per_block;
+    const int *boc = c->block_out_channels;
+#define HW(lvl) ((double)((int)S >> (lvl)) * (double)((int)S >> (lvl)))
+#define CONV(hw, ci, co, k) (2.0 * N * (hw) * (ci) * (co) * (k))
+#define RESNET(hw, ci, co) (lin(N, 4.0 * boc[0], co) + CONV(hw, ci, co, 9) + CONV(hw, co, co, 9) + ((ci) != (co) ? CONV(hw, ci, co, 1) : 0))
+#define TCONV(hw, C) (4 * CONV(hw, C, C, 3))
+#define T2D(hw, C) (2 * lin(N * (hw), C, C) + tblock(N * (hw), hw, C, L, D))
+#define TTEMP(hw, C, inner) (lin(N * (hw), C, inner) + lin(N * (hw), inner, C) + tblock(N * (hw), T, inner, 0, 0))
+    f += lin(B, boc[0], 4.0 * boc[0]) + lin(B, 4.0 * boc[0], 4.0 * boc[0]); /* time embedding */
+    f += CONV(HW(0), c->in_channels, boc[0], 9) + TTEMP(HW(0), boc[0], 8 * hd);
+    int out = boc[0];
+    for (int i = 0; i < nb; i++) {
+        int cin = out;
+        out = boc[i];
+        int at = c->down_types[i] == KN_BLOCK_CROSS_ATTN_DOWN;
+        for (int j = 0; j < lpb; j++)
+            f += RESNET(HW(i), j ? out : cin, out) + TCONV(HW(i), out) + (at ? T2D(HW(i), out) + TTEMP(HW(i), out, out) : 0);
+        if (i != nb - 1)
+            f += CONV(HW(i + 1), out, out, 9);
+    }
+    int C = boc[nb - 1];
+    f += 2 * RESNET(HW(nb - 1), C, C) + 2 * TCONV(HW(nb - 1), C) + T2D(HW(nb - 1), C) + TTEMP(HW(nb - 1), C, C);
+    out = C;
+    for (int i = 0; i < nb; i++) {
+        int lvl = nb - 1 - i, prev = out, cin = boc[KN_MAX(lvl - 1, 0)];
+        out = boc[lvl];
+        int at = c->up_types[i] == KN_BLOCK_CROSS_ATTN_UP;
+        for (int j = 0; j <= lpb; j++) {
+            int rin = (j == 0 ? prev : out) + (j == lpb ? cin : out);
+            f += RESNET(HW(lvl), rin, out) + TCONV(HW(lvl), out) + (at ? T2D(HW(lvl), out) + TTEMP(HW(lvl), out, out) : 0);
+        }
+        if (i != nb - 1)
+            f += CONV(HW(lvl - 1), out, out, 9);
+    }
+    f += CONV(HW(0), boc[0], c->out_channels, 9);
+#undef HW
+#undef CONV
+#undef RESNET
+#undef TCONV
+#undef T2D
+#undef TTEMP
+    return f;
+}
+
 static kn_status mkdir_p1(const char *p) {
     if (mkdir(p, 0777) != 0 && errno != EEXIST)
         return kn_fail(KN_ERR_IO, "%s: cannot create the folder (%s)", p, strerror(errno));
@@ -229,13 +295,18 @@ static int cmd_bench_train(int argc, char **argv) {
                dt - sf, loss);
         fflush(stdout);
     }
+    /* Backward costs about twice the forward (a gradient for the input and one for the weights of
+     * every matmul), so a training step is counted as 3x the forward FLOPs. */
+    double fl = unet_flops(&cfg, (double)batch, (double)frames, (double)size, (double)tlen);
+    printf("forward %.1f GFLOP (convolutions, linear layers, attention), training step ~3x: %.1f GFLOP/s\n",
+           fl * 1e-9, 3 * fl * 1e-9 / best);
     /* Gradient norm: a cheap check that backward reached the parameters. */
     double g2 = 0;
     for (size_t i = 0; i < u->P.numel; i++)
         g2 += (double)u->P.grad_block[i] * u->P.grad_block[i];
     printf("RESULT kinema train widths=%s frames=%ld size=%ld batch=%ld threads=%d checkpointing=%d "
-           "s_per_step=%.4f fwd_on_tape_s=%.4f loss=%.6f grad_norm=%.6g arena_peak_mib=%.1f peak_rss_mib=%.1f\n",
-           widths, frames, size, batch, kn_get_threads(), ckpt, best, bestf, loss, sqrt(g2),
+           "s_per_step=%.4f fwd_on_tape_s=%.4f fwd_gflop=%.4f train_gflops=%.2f loss=%.6f grad_norm=%.6g arena_peak_mib=%.1f peak_rss_mib=%.1f\n",
+           widths, frames, size, batch, kn_get_threads(), ckpt, best, bestf, fl * 1e-9, 3 * fl * 1e-9 / best, loss, sqrt(g2),
            kn_arena_peak(A) / 1048576.0, kn_peak_rss() / 1048576.0);
     rc = 0;
 done:
