@@ -69,21 +69,25 @@ done
 kfwd_s() { sed -n 's/^unet: \([0-9.]*\) ms\/run.*/\1/p' "$1" | awk '{printf "%.3f", $1 / 1000}'; }
 kfwd_rss() { sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# GFLOP/s of kinema / torch: forward FLOPs counted by bench-train (x3 for a training step)
+gfs() { awk -v f="$1" -v m="$2" -v a="$3" -v b="$4" 'BEGIN { printf "%.1f / %.1f", f * m / a, f * m / b }'; }
+FL=$(field "$W/k_train_${THREADS%% *}" fwd_gflop)
 
 echo
-printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s |\n' "measurement" threads "kinema s" "torch s" \
-       "kinema MiB" "torch MiB" "torch/kinema"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------- ---------: -----------: -----------: ------------: \
-       ------------: -------------:
+printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s | %15s |\n' "measurement" threads "kinema s" \
+       "torch s" "kinema MiB" "torch MiB" "torch/kinema" "GFLOP/s k / t"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------- ---------: -----------: -----------: ------------: \
+       ------------: -------------: -----------------:
 for t in $THREADS; do
     ks=$(kfwd_s "$W/k_fwd_$t"); ts=$(field "$W/t_fwd_$t" s_per_step)
-    printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s |\n' "forward (inference)" "$t" "$ks" "$ts" \
-           "$(kfwd_rss "$W/k_fwd_$t")" "$(field "$W/t_fwd_$t" peak_rss_mib)" "$(ratio "$ts" "$ks")"
+    printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s | %15s |\n' "forward (inference)" "$t" "$ks" "$ts" \
+           "$(kfwd_rss "$W/k_fwd_$t")" "$(field "$W/t_fwd_$t" peak_rss_mib)" "$(ratio "$ts" "$ks")" "$(gfs "$FL" 1 "$ks" "$ts")"
 done
 for t in $THREADS; do
     ks=$(field "$W/k_train_$t" s_per_step); ts=$(field "$W/t_train_$t" s_per_step)
-    printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s |\n' "training step (fwd+bwd)" "$t" "$ks" "$ts" \
-           "$(field "$W/k_train_$t" peak_rss_mib)" "$(field "$W/t_train_$t" peak_rss_mib)" "$(ratio "$ts" "$ks")"
+    printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s | %15s |\n' "training step (fwd+bwd)" "$t" "$ks" "$ts" \
+           "$(field "$W/k_train_$t" peak_rss_mib)" "$(field "$W/t_train_$t" peak_rss_mib)" "$(ratio "$ts" "$ks")" \
+           "$(gfs "$FL" 3 "$ks" "$ts")"
 done
 echo
 echo "cross-checks (same weights and inputs):"
@@ -99,6 +103,7 @@ for t in $THREADS; do
         ok = d <= 1e-4 * r && (a - b) ^ 2 <= (1e-4 * b) ^ 2 && (g - h) ^ 2 <= (1e-4 * h) ^ 2
         exit !ok }' || { echo "  MISMATCH at $t threads" >&2; fail=1; }
 done
+echo "forward: $FL GFLOP (convolutions, linear layers, attention; a training step counted as 3x)."
 echo "kinema train arena peak: $(field "$W/k_train_${THREADS%% *}" arena_peak_mib) MiB; RSS includes the" \
      "weights (kinema: mapped file) and, for training, the gradients; torch's RSS is its peak over the timed" \
      "steps (after loading) and includes the torch library."
