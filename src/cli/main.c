@@ -133,7 +133,7 @@ static int cmp_cmd(const void *a, const void *b) {
 static void usage(FILE *f) {
     fprintf(f, "usage: kinema COMMAND [options]\n\ncommands:\n");
     for (int i = 0; i < ncmds; i++)
-        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].summary);
+        fprintf(f, "  %-15s %s\n", cmds[i].name, cmds[i].summary);
     fprintf(f, "\n`kinema COMMAND --help` describes a command. `kinema --version` prints the version.\n");
 }
 
