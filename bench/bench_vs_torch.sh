@@ -7,7 +7,9 @@
 #
 # Environment (defaults in brackets): WIDTHS [64,128,256,256], FRAMES [16], SIZE [32] (latent
 # H = W), BATCH [1], THREADS ["1 2"], REPEAT [2] (time = best of REPEAT steps, the first one
-# included), TORCH [/usr/bin/python3], KEEP=1 keeps the work folder. Text: 77 tokens of width 1024.
+# included), TORCH [/usr/bin/python3], KEEP=1 keeps the work folder, FULL=1 adds a forward-only
+# row for the full ModelScope widths 320,640,1280,1280 (random weights on each side, no
+# cross-check; FULL_THREADS [2], FULL_REPEAT [1]). Text: 77 tokens of width 1024.
 #
 # Steps: (1) `kinema bench-train --save` writes the model (diffusers config + safetensors) and the
 # batch, and times kinema's training step; (2) `kinema forward -c unet` times kinema's forward on
@@ -89,6 +91,17 @@ for t in $THREADS; do
            "$(field "$W/k_train_$t" peak_rss_mib)" "$(field "$W/t_train_$t" peak_rss_mib)" "$(ratio "$ts" "$ks")" \
            "$(gfs "$FL" 3 "$ks" "$ts")"
 done
+if [ "${FULL:-0}" = 1 ]; then
+    ft=${FULL_THREADS:-2}; fr=${FULL_REPEAT:-1}; FW=320,640,1280,1280
+    run k_full "$K" bench-unet --widths $FW --frames "$FRAMES" --size "$SIZE" --batch "$BATCH" --threads "$ft" \
+        --repeat "$fr"
+    run t_full "$PY" "$HERE/dev/torch_unet3d.py" --mode forward --widths $FW --frames "$FRAMES" --size "$SIZE" \
+        --batch "$BATCH" --threads "$ft" --repeat "$fr"
+    ks=$(sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p' "$W/k_full"); ts=$(field "$W/t_full" s_per_step)
+    printf '| %-24s | %7s | %10s | %10s | %11s | %11s | %12s | %15s |\n' "forward, full width" "$ft" "$ks" "$ts" \
+           "$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' "$W/k_full")" "$(field "$W/t_full" peak_rss_mib)" \
+           "$(ratio "$ts" "$ks")" "-"
+fi
 echo
 echo "cross-checks (same weights and inputs):"
 fail=0
