@@ -29,6 +29,7 @@
  * any strides (e.g. q, k, v as views into one fused (B, L, 3C) projection), the last must be
  * contiguous. mask: (Lq, Lk) or (1 or B, Lq, Lk), contiguous, broadcast over heads. */
 #include "ops/ops.h"
+#include "ops/vecmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -86,27 +87,6 @@ static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
  * A is the broadcast operand (any strides: K, V or a score tile read in place), B is row-major with
  * the n columns contiguous (vectors). Each C element is one sum in k order. acc = 0 overwrites C. */
 #ifdef __AVX512F__
-
-/* exp for 16 lanes: n = round(x log2 e), r = x - n ln 2 (two-constant Cody-Waite), degree-6
- * polynomial (Cephes expf coefficients), result = p * 2^n with vscalefps. Inputs below -87.3
- * (including -inf) give exactly 0. Max error about 2 ulp. */
-static inline __m512 exp16(__m512 x) {
-    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.72283f));
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33654f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, n));
-}
 
 /* R rows x NV vectors of C in registers; the last vector is masked by tail. */
 static inline __attribute__((always_inline)) void micro(const int R, const int NV, int64_t kk, const float *A,
@@ -402,10 +382,10 @@ static void online_softmax(float *St, int64_t ld, int64_t nk, float *m, float *l
         __m512 mn = _mm512_max_ps(mo, mx);
         /* a row with every score so far -inf subtracts 0 instead of -inf (no NaN) */
         __m512 mu = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
-        __m512 al = exp16(_mm512_sub_ps(mo, mu));
+        __m512 al = kn_exp16(_mm512_sub_ps(mo, mu));
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < nk; j++) {
-            __m512 p = exp16(_mm512_sub_ps(_mm512_loadu_ps(St + j * ld + i), mu));
+            __m512 p = kn_exp16(_mm512_sub_ps(_mm512_loadu_ps(St + j * ld + i), mu));
             _mm512_storeu_ps(St + j * ld + i, p);
             sum = _mm512_add_ps(sum, p);
         }
@@ -538,7 +518,7 @@ static void bwd_scores(const bwd_ctx *c, int64_t b, int64_t bh, int64_t i0, int6
         float *s = St + j * ld, *g = dPt + j * ld;
 #ifdef __AVX512F__
         for (int64_t i = 0; i < ld; i += 16) {
-            __m512 p = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), _mm512_loadu_ps(lsev + i)));
+            __m512 p = kn_exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), _mm512_loadu_ps(lsev + i)));
             _mm512_storeu_ps(s + i, p);
             _mm512_storeu_ps(g + i, _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(Dv + i))));
         }

@@ -5,6 +5,7 @@
  * defined softmax; it yields zeros (matching kn_attention's fully masked rows).
  * Backward: dx += y * (dy - sum(dy * y)). */
 #include "ops/ops.h"
+#include "ops/vecmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -12,27 +13,6 @@
 #include <immintrin.h>
 #endif
 
-#ifdef __AVX512F__
-/* exp for 16 lanes (same algorithm as in attention.c): Cody-Waite reduction, Cephes expf
- * polynomial, vscalefps; inputs below -87.3 (and -inf) give exactly 0. */
-static inline __m512 sm_exp16(__m512 x) {
-    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.72283f));
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33654f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, n));
-}
-#endif
 
 typedef struct {
     const float *x, *y, *dy;
@@ -54,13 +34,13 @@ static void softmax_row(const float *x, float *y, int64_t n) {
 #ifdef __AVX512F__
     __m512 vs = _mm512_setzero_ps(), vm = _mm512_set1_ps(mx);
     for (; i + 16 <= n; i += 16) {
-        __m512 e = sm_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e = kn_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
         _mm512_storeu_ps(y + i, e);
         vs = _mm512_add_ps(vs, e);
     }
     if (i < n) {
         __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
-        __m512 e = _mm512_maskz_mov_ps(t, sm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), vm)));
+        __m512 e = _mm512_maskz_mov_ps(t, kn_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), vm)));
         _mm512_mask_storeu_ps(y + i, t, e);
         vs = _mm512_add_ps(vs, e);
         i = n;
