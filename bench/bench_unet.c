@@ -5,6 +5,7 @@
  *                     [--threads N] [--repeat K] [--head-dim 64] [--text-dim 1024]
  *
  * A step is one UNet forward at --batch (2 = classifier-free guidance, as in generation). */
+#include "bench_common.h"
 #include "cli/cli.h"
 #include "models/unet3d.h"
 
@@ -44,26 +45,9 @@ static int cmd_bench_unet(int argc, char **argv) {
     }
     if (!r)
         return 2;
-    kn_unet3d_config cfg = kn_unet3d_config_default();
-    cfg.nblocks = 0;
-    for (const char *p = widths; *p;) {
-        char *end;
-        long w = strtol(p, &end, 10);
-        if (end == p || w < 1 || cfg.nblocks >= KN_UNET_MAX_BLOCKS)
-            return kn_cli_error("bench-unet: --widths must be up to %d positive integers separated by commas",
-                                KN_UNET_MAX_BLOCKS);
-        cfg.block_out_channels[cfg.nblocks++] = (int)w;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return kn_cli_error("bench-unet: bad --widths '%s'", widths);
-    }
-    for (int i = 0; i < cfg.nblocks; i++) {
-        cfg.down_types[i] = i == cfg.nblocks - 1 ? KN_BLOCK_DOWN : KN_BLOCK_CROSS_ATTN_DOWN;
-        cfg.up_types[i] = i == 0 ? KN_BLOCK_UP : KN_BLOCK_CROSS_ATTN_UP;
-    }
-    cfg.attention_head_dim = (int)head;
-    cfg.cross_attention_dim = (int)text;
-    cfg.layers_per_block = (int)layers;
+    kn_unet3d_config cfg;
+    if (!kn_bench_unet_config("bench-unet", widths, head, text, layers, &cfg))
+        return 2;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
     double t0 = now();
