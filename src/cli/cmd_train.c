@@ -79,6 +79,14 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
      * Under MPI every rank must stop at the same step: rank 0's flag decides. */
     int stop = kn_dist_bcast_int(kn_train_stop_requested());
     loss = kn_dist_mean(loss); /* the loss of the whole batch, over all ranks */
+    /* the row goes out before the checkpoint that covers it: a SIGKILL between the two leaves a
+     * row that resume trims, never a checkpoint whose last row is missing */
+    double el = now() - p->t0;
+    double rate = (step + 1 - p->first) / (el > 1e-9 ? el : 1e-9);
+    if (p->log) {
+        fprintf(p->log, "%s,%lld,%.6g,%.3f\n", stage, (long long)step, loss, el);
+        fflush(p->log);
+    }
     if (p->rank == 0 && ((p->save_every > 0 && (step + 1) % p->save_every == 0) || stop || step + 1 == steps)) {
         kn_stage_state *s = !strcmp(stage, "vae") ? p->ck->stage[0] : p->ck->stage[1];
         int64_t keep = s->step;
@@ -93,12 +101,6 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
             p->failed = 1;
             return 1;
         }
-    }
-    double el = now() - p->t0;
-    double rate = (step + 1 - p->first) / (el > 1e-9 ? el : 1e-9);
-    if (p->log) {
-        fprintf(p->log, "%s,%lld,%.6g,%.3f\n", stage, (long long)step, loss, el);
-        fflush(p->log);
     }
     if (!p->quiet) {
         int width = 30, done = (int)(width * (step + 1) / steps);
