@@ -4,6 +4,7 @@
 #ifndef KN_EXPORT_H
 #define KN_EXPORT_H
 
+#include "diffusion/cascade.h"
 #include "diffusion/scheduler.h"
 #include "models/clip_text.h"
 #include "models/unet3d.h"
@@ -16,6 +17,11 @@ typedef struct kn_export_opts {
     kn_dtype dtype;   /* KN_F32 (default) or KN_F16 / KN_BF16 to halve the files */
     double fps;       /* recorded as model_index.json "kinema": {"fps", "frames"} when > 0 */
     int frames;
+    /* a cascade: the temporal and spatial SR UNets (either may be NULL) go to tsr/ and ssr/
+     * (config.json + diffusion_pytorch_model.safetensors, UNet3DConditionModel with kinema's
+     * options), and how to chain them to model_index.json "kinema": {"cascade": {...}} */
+    const kn_unet3d *tsr, *ssr;
+    kn_cascade_info cascade;
 } kn_export_opts;
 
 kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *vae, const kn_clip_text *text,

@@ -164,7 +164,7 @@ void kn_t2v_unload(kn_t2v_bundle *b) {
     kn_clip_text_free(b->m.text);
     if (b->tok)
         kn_tokenizer_free(b->tok);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         if (b->w[i])
             kn_weights_close(b->w[i]);
     memset(b, 0, sizeof *b);

@@ -3,6 +3,7 @@
 #ifndef KN_T2V_LOAD_H
 #define KN_T2V_LOAD_H
 
+#include "diffusion/cascade.h"
 #include "diffusion/pipeline.h"
 #include "io/modelfolder.h"
 #include "io/tokenizer.h"
@@ -17,8 +18,12 @@ typedef struct kn_t2v_bundle {
      * 0 when absent */
     double fps;
     int frames;
+    /* a cascade model (model_index.json "kinema": {"cascade": ...}): its temporal and spatial SR
+     * UNets from tsr/ and ssr/ (NULL when absent) and how they chain */
+    kn_unet3d *tsr, *ssr;
+    kn_cascade_info cascade;
     /* F32 weights are used in place from these memory-mapped files (open while loaded) */
-    kn_weights *w[3];
+    kn_weights *w[5];
     uint64_t mapped_bytes;
 } kn_t2v_bundle;
 
