@@ -147,7 +147,9 @@ kn_status kn_t2v_run(const kn_t2v_models *m, kn_arena *A, const float *pos, cons
         return kn_fail(KN_ERR_ARG, "guidance scale must be a finite number >= 0");
     if (!(p->strength > 0 && p->strength <= 1))
         return kn_fail(KN_ERR_ARG, "strength must be in (0, 1], got %g", p->strength);
-    int cfg = p->guidance_scale > 1.0f;
+    int cfg = p->guidance_scale > 1.0f, uc_fps = uc->fps_cond;
+    if (uc_fps && !(p->fps > 0))
+        return kn_fail(KN_ERR_ARG, "this model is conditioned on the frame rate: give fps > 0");
     if (cfg && !neg)
         return kn_fail(KN_ERR_ARG, "classifier-free guidance needs the negative (or empty) prompt embeddings");
     int64_t C = uc->in_channels, F = p->frames, h = p->height / f, w = p->width / f, D = uc->cross_attention_dim;
@@ -220,7 +222,11 @@ kn_status kn_t2v_run(const kn_t2v_models *m, kn_arena *A, const float *pos, cons
         kn_arena_reset(A, mark);
         kn_ctx c;
         kn_ctx_init(&c, A, NULL);
-        kn_var *y = kn_unet3d_forward(&c, m->unet, kn_var_wrap(&c, &tin), ts, kn_var_wrap(&c, &ttext), NULL, NULL);
+        float fps[2] = {p->fps, p->fps};
+        kn_unet3d_cond uc = {0};
+        uc.fps = uc_fps ? fps : NULL;
+        kn_var *y = kn_unet3d_forward_ex(&c, m->unet, kn_var_wrap(&c, &tin), ts, kn_var_wrap(&c, &ttext), &uc, NULL,
+                                         NULL);
         st = kn_ctx_status(&c);
         if (st != KN_OK)
             break;

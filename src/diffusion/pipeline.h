@@ -38,6 +38,7 @@ typedef struct kn_t2v_params {
     /* video-to-video: an encoded input video (1, C, F, h, w) noised up to `strength` */
     const float *init_video_latents;
     float strength;         /* 0..1, fraction of the schedule to run (video-to-video) */
+    float fps;              /* frame-rate conditioning of UNets with fps_cond (required by them) */
     kn_t2v_step_fn on_step;
     void *user;
 } kn_t2v_params;

@@ -35,9 +35,10 @@ kn_status kn_ckpt_entry(const kn_train_state *S, int i, char *name, size_t cap, 
         const float *base[4] = {S->P->block, S->ema ? S->ema->w : S->opt->m, S->ema ? S->opt->m : S->opt->v,
                                 S->opt->v};
         const char *prefix[4] = {"", S->ema ? "ema." : "optim.m.", S->ema ? "optim.m." : "optim.v.", "optim.v."};
-        int len = snprintf(name, cap, "%s%s", prefix[g], p->name);
+        const char *pp = S->param_prefix ? S->param_prefix : "";
+        int len = snprintf(name, cap, "%s%s%s", prefix[g], pp, p->name);
         if (len < 0 || (size_t)len >= cap)
-            return kn_fail(KN_ERR_ARG, "checkpoint: name '%s%s' longer than %zu", prefix[g], p->name, cap - 1);
+            return kn_fail(KN_ERR_ARG, "checkpoint: name '%s%s%s' longer than %zu", prefix[g], pp, p->name, cap - 1);
         int64_t off = (const float *)p->var.v.data - S->P->block;
         *view = kn_tensor_view(KN_F32, p->var.v.ndim, p->var.v.shape, (void *)(base[g] + off));
         return KN_OK;

@@ -31,6 +31,9 @@ typedef struct kn_train_state {
     const char *config_json; /* not owned; NULL: "{}" */
     const char *tag;   /* NULL, or a prefix for the scalar entries ("<tag>.train.step", ...) so that
                         * several states (one per model) can share one checkpoint file */
+    const char *param_prefix; /* NULL, or a prefix for the parameter entries ("tsr." ->
+                               * "tsr.conv_in.weight", "ema.tsr.conv_in.weight", ...): models
+                               * whose parameter names collide (the cascade's UNets) */
 } kn_train_state;
 
 /* Number of entries for S (fails with -1 and a message when S is incomplete). */

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* stream ids mixed into the seed, one per kind of draw */
-enum { S_CAPTION = 1, S_CLIP, S_FRAME, S_TIME, S_NOISE, S_DROP };
+enum { S_CAPTION = 1, S_CLIP, S_FRAME, S_TIME, S_NOISE, S_DROP, S_FPS, S_IMAGE };
 
 static uint64_t mix(uint64_t seed, uint64_t kind, uint64_t step) {
     uint64_t x = seed ^ (kind * 0x9E3779B97F4A7C15ULL) ^ (step * 0xBF58476D1CE4E5B9ULL);
@@ -67,7 +67,23 @@ static uint64_t sample_index(const kn_train_opts *o, int64_t step, int batch, in
     return ((uint64_t)step * (uint64_t)world + (uint64_t)o->rank) * (uint64_t)batch + (uint64_t)b;
 }
 
-/* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. */
+/* The frame rate of Shapes clip `index` (d->fps unless the recipe draws it). */
+static int clip_fps(const kn_train_data *d, uint64_t seed, uint64_t index) {
+    if (d->source || d->nfps <= 0)
+        return d->fps;
+    int k = (int)(uniform(mix(seed, S_FPS, 0), index) * d->nfps);
+    return d->fps_choices[k < d->nfps ? k : d->nfps - 1];
+}
+
+/* 1 when Shapes clip `index` is drawn as a still image (joint image-video training). */
+static int clip_is_image(const kn_train_data *d, uint64_t seed, uint64_t index) {
+    if (d->source)
+        return d->is_image ? d->is_image(index, d->source_user) : 0;
+    return d->image_fraction > 0 && uniform(mix(seed, S_IMAGE, 0), index) < d->image_fraction;
+}
+
+/* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. An image
+ * sample repeats one frame of its clip over T. */
 static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, char *caption, size_t cap,
                            uint8_t *rgb, float *out) {
     if (d->source)
@@ -75,13 +91,16 @@ static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index
     kn_shapes_caption c;
     KN_TRY(kn_shapes_sample(KN_SPLIT_RANDOM, mix(seed, S_CAPTION, 0), index, &c));
     KN_TRY(kn_shapes_format(&c, caption, cap));
-    kn_shapes_render_params rp = {d->size, d->frames, d->fps};
+    kn_shapes_render_params rp = {d->size, d->frames, clip_fps(d, seed, index)};
     KN_TRY(kn_shapes_render(&c, mix(seed, S_CLIP, index), &rp, rgb, NULL));
     int64_t T = d->frames, HW = (int64_t)d->size * d->size;
+    int still = clip_is_image(d, seed, index) ? (int)(uniform(mix(seed, S_IMAGE, 1), index) * T) : -1;
+    if (still >= T)
+        still = (int)T - 1;
     for (int64_t t = 0; t < T; t++)
         for (int64_t k = 0; k < HW; k++)
             for (int ch = 0; ch < 3; ch++)
-                out[(ch * T + t) * HW + k] = rgb[(t * HW + k) * 3 + ch] / 127.5f - 1.0f;
+                out[(ch * T + t) * HW + k] = rgb[((still >= 0 ? still : t) * HW + k) * 3 + ch] / 127.5f - 1.0f;
     return KN_OK;
 }
 
@@ -259,16 +278,19 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         float *wts = kn_arena_alloc(A, (size_t)B * sizeof(float));
         float *tsf = kn_arena_alloc(A, (size_t)B * sizeof(float));
         int *img = kn_arena_alloc(A, (size_t)B * sizeof(int));
+        float *fps = kn_arena_alloc(A, (size_t)B * sizeof(float));
         int any_img = 0;
-        for (int64_t b = 0; img && b < B; b++) {
-            img[b] = d->is_image ? d->is_image(sample_index(o, step, (int)B, (int)b), d->source_user) : 0;
+        for (int64_t b = 0; img && fps && b < B; b++) {
+            uint64_t si = sample_index(o, step, (int)B, (int)b);
+            img[b] = clip_is_image(d, o->seed, si);
+            fps[b] = (float)clip_fps(d, o->seed, si);
             any_img |= img[b];
         }
         kn_ctx c;
         kn_ctx_init(&c, A, tape);
         c.checkpointing = o->checkpointing;
         kn_var *xt = kn_var_new(&c, 5, (int64_t[]){B, C, T, h, w});
-        if (!eps || !target || !wts || !tsf || !img || !xt) {
+        if (!eps || !target || !wts || !tsf || !img || !fps || !xt) {
             st = KN_ERR_NOMEM;
             break;
         }
@@ -294,7 +316,8 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         kn_var *emb = kn_clip_text_forward(&c, text, ids, B, L, 0, NULL, NULL, NULL);
         kn_unet3d_cond uc = {0};
         uc.is_image = any_img ? img : NULL;
-        kn_var *pred = kn_unet3d_forward_ex(&c, unet, xt, tsf, emb, any_img ? &uc : NULL, NULL, NULL);
+        uc.fps = unet->cfg.fps_cond ? fps : NULL;
+        kn_var *pred = kn_unet3d_forward_ex(&c, unet, xt, tsf, emb, &uc, NULL, NULL);
         if ((st = kn_ctx_status(&c)) != KN_OK)
             break;
         kn_tensor tt = kn_tensor_view(KN_F32, 5, xt->v.shape, target);

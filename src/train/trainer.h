@@ -38,6 +38,13 @@ typedef struct kn_train_data {
     /* optional: 1 when clip `index` is a still image repeated (joint image-video training: the
      * UNet's temporal layers are the identity for it, so images train the spatial layers only) */
     int (*is_image)(uint64_t index, void *user);
+    /* Shapes-T2V only: nfps > 0 draws each clip's frame rate from fps_choices (the UNet stage
+     * then conditions on it when the UNet has fps_cond; Make-A-Video); image_fraction is the
+     * probability that a clip is a still frame of a clip, trained as an image (Imagen Video's
+     * joint image-video training) */
+    int nfps;
+    int fps_choices[4];
+    float image_fraction;
 } kn_train_data;
 
 /* Called after backward, before the optimiser step, on each params table being trained: the hook
