@@ -216,12 +216,15 @@ static kn_status mkdirs(const char *base, const char *sub) {
     return KN_OK;
 }
 
+/* The component folders kn_export_t2v writes (tsr/ and ssr/ only for a cascade). */
+static const char *const subs[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler", "tsr", "ssr"};
+#define NSUBS ((int)(sizeof subs / sizeof subs[0]))
+
 static void rm_tree(const char *dir) {
-    static const char *subs[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
     static const char *files[] = {"config.json", "diffusion_pytorch_model.safetensors", "model.safetensors",
                                   "vocab.json", "merges.txt", "tokenizer_config.json", "scheduler_config.json"};
     char p[2400];
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NSUBS; i++) {
         for (int j = 0; j < 7; j++) {
             snprintf(p, sizeof p, "%s/%s/%s", dir, subs[i], files[j]);
             unlink(p);
@@ -234,21 +237,92 @@ static void rm_tree(const char *dir) {
     rmdir(dir);
 }
 
+/* model_index.json "kinema": {"cascade": {"tsr": {...}, "ssr": {...}}}: how generate chains the
+ * stages (a stage's object is written only when its UNet is). */
+static cJSON *cascade_json(const kn_export_opts *o) {
+    const kn_cascade_info *c = &o->cascade;
+    cJSON *k = cJSON_CreateObject();
+    if (o->tsr) {
+        cJSON *t = cJSON_AddObjectToObject(k, "tsr");
+        cJSON_AddNumberToObject(t, "factor", c->tsr_factor);
+        cJSON_AddNumberToObject(t, "times", c->tsr_times);
+        cJSON_AddNumberToObject(t, "steps", c->tsr_steps);
+        cJSON_AddNumberToObject(t, "guidance", fnum(c->tsr_guidance));
+    }
+    if (o->ssr) {
+        cJSON *s = cJSON_AddObjectToObject(k, "ssr");
+        cJSON_AddNumberToObject(s, "scale", c->ssr_scale);
+        cJSON_AddNumberToObject(s, "steps", c->ssr_steps);
+        cJSON_AddNumberToObject(s, "noise_aug", c->ssr_noise_aug);
+        cJSON_AddBoolToObject(s, "same_noise", c->ssr_same_noise != 0);
+        cJSON_AddNumberToObject(s, "chunk", c->ssr_chunk);
+        cJSON_AddNumberToObject(s, "guidance", fnum(c->ssr_guidance));
+    }
+    return k;
+}
+
+/* The SR stages must fit the base model (the loader checks the same) and the chain must be one
+ * the loader accepts, so that an exported folder always loads. */
+static kn_status check_cascade(const char *dir, const kn_unet3d *unet, const kn_clip_text *text,
+                               const kn_export_opts *o) {
+    const kn_cascade_info *c = &o->cascade;
+    int C = unet->cfg.in_channels;
+    const kn_unet3d *st[2] = {o->tsr, o->ssr};
+    static const char *name[2] = {"tsr", "ssr"};
+    for (int i = 0; i < 2; i++) {
+        if (!st[i])
+            continue;
+        const kn_unet3d_config *u = &st[i]->cfg;
+        if (u->in_channels != C || u->out_channels != unet->cfg.out_channels)
+            return kn_fail(KN_ERR_ARG, "%s: %s in/out channels %d/%d do not match the base unet's %d/%d", dir, name[i],
+                           u->in_channels, u->out_channels, C, unet->cfg.out_channels);
+        if (u->cross_attention_dim != text->cfg.hidden_size)
+            return kn_fail(KN_ERR_ARG, "%s: %s cross_attention_dim %d does not match the text encoder's %d", dir,
+                           name[i], u->cross_attention_dim, text->cfg.hidden_size);
+        if (u->cond_channels != (i == 0 ? C + 1 : C))
+            return kn_fail(KN_ERR_ARG, "%s: %s cond_channels is %d, the cascade needs %d", dir, name[i],
+                           u->cond_channels, i == 0 ? C + 1 : C);
+    }
+    if (o->tsr && (c->tsr_factor < 2 || c->tsr_factor > 8 || c->tsr_times < 1 || c->tsr_times > 4 || c->tsr_steps < 1 ||
+                   c->tsr_steps > KN_SCHED_MAX_STEPS || !(c->tsr_guidance >= 0 && c->tsr_guidance <= 100)))
+        return kn_fail(KN_ERR_ARG, "%s: cascade tsr factor %d (2..8), times %d (1..4), steps %d (1..%d), guidance %g "
+                       "(0..100) out of range", dir, c->tsr_factor, c->tsr_times, c->tsr_steps, KN_SCHED_MAX_STEPS,
+                       (double)c->tsr_guidance);
+    if (o->ssr && (c->ssr_scale < 2 || c->ssr_scale > 8 || c->ssr_steps < 1 || c->ssr_steps > KN_SCHED_MAX_STEPS ||
+                   c->ssr_noise_aug < 0 || c->ssr_noise_aug > 999 || c->ssr_chunk < 0 ||
+                   !(c->ssr_guidance >= 0 && c->ssr_guidance <= 100)))
+        return kn_fail(KN_ERR_ARG, "%s: cascade ssr scale %d (2..8), steps %d (1..%d), noise_aug %d (0..999), chunk %d "
+                       "(>= 0), guidance %g (0..100) out of range", dir, c->ssr_scale, c->ssr_steps, KN_SCHED_MAX_STEPS,
+                       c->ssr_noise_aug, c->ssr_chunk, (double)c->ssr_guidance);
+    return KN_OK;
+}
+
 kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *vae, const kn_clip_text *text,
                         const kn_sched_config *sched, const char *tokenizer_src, const char *pad_token,
                         const kn_export_opts *opts) {
     kn_export_opts def = {KN_F32, 0, 0};
     if (!opts)
         opts = &def;
+    kn_export_opts eo = *opts; /* the cascade's unset (0) counts take their defaults */
+    if (!eo.cascade.tsr_factor) eo.cascade.tsr_factor = 2;
+    if (!eo.cascade.tsr_times) eo.cascade.tsr_times = 1;
+    if (!eo.cascade.tsr_steps) eo.cascade.tsr_steps = 20;
+    if (!eo.cascade.ssr_scale) eo.cascade.ssr_scale = 2;
+    if (!eo.cascade.ssr_steps) eo.cascade.ssr_steps = 20;
+    opts = &eo;
+    KN_TRY(check_cascade(dir, unet, text, opts));
     char tmp[2048], p[2300], q[2300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
     rm_tree(tmp);
     if (mkdir(tmp, 0755) != 0)
         return kn_fail(KN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     kn_status st = KN_OK;
-    static const char *subs[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
     for (int i = 0; i < 5 && st == KN_OK; i++)
         st = mkdirs(tmp, subs[i]);
+    if (st == KN_OK && opts->tsr)
+        st = mkdirs(tmp, "tsr");
+    if (st == KN_OK && opts->ssr)
+        st = mkdirs(tmp, "ssr");
 #define PATH(sub, file) (snprintf(p, sizeof p, "%s/%s/%s", tmp, sub, file), p)
     if (st == KN_OK) st = write_json(PATH("unet", "config.json"), unet_config(&unet->cfg));
     if (st == KN_OK) st = kn_params_save(&unet->P, PATH("unet", "diffusion_pytorch_model.safetensors"), opts->dtype);
@@ -257,6 +331,12 @@ kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *va
     if (st == KN_OK) st = write_json(PATH("text_encoder", "config.json"), clip_config(&text->cfg));
     if (st == KN_OK) st = kn_params_save(&text->P, PATH("text_encoder", "model.safetensors"), opts->dtype);
     if (st == KN_OK) st = write_json(PATH("scheduler", "scheduler_config.json"), sched_config(sched));
+    if (st == KN_OK && opts->tsr) st = write_json(PATH("tsr", "config.json"), unet_config(&opts->tsr->cfg));
+    if (st == KN_OK && opts->tsr)
+        st = kn_params_save(&opts->tsr->P, PATH("tsr", "diffusion_pytorch_model.safetensors"), opts->dtype);
+    if (st == KN_OK && opts->ssr) st = write_json(PATH("ssr", "config.json"), unet_config(&opts->ssr->cfg));
+    if (st == KN_OK && opts->ssr)
+        st = kn_params_save(&opts->ssr->P, PATH("ssr", "diffusion_pytorch_model.safetensors"), opts->dtype);
     if (st == KN_OK) {
         snprintf(q, sizeof q, "%s/vocab.json", tokenizer_src);
         st = copy_file(q, PATH("tokenizer", "vocab.json"));
@@ -281,12 +361,19 @@ kn_status kn_export_t2v(const char *dir, const kn_unet3d *unet, const kn_vae *va
         cJSON_AddItemToObject(o, "tokenizer", cJSON_CreateStringArray((const char *[]){"transformers", "CLIPTokenizer"}, 2));
         cJSON_AddItemToObject(o, "unet", cJSON_CreateStringArray((const char *[]){"diffusers", "UNet3DConditionModel"}, 2));
         cJSON_AddItemToObject(o, "vae", cJSON_CreateStringArray((const char *[]){"diffusers", "AutoencoderKL"}, 2));
-        if (opts->fps > 0 || opts->frames > 0) {
+        /* the SR stages are UNet3DConditionModel folders too, so diffusers-style tools list them */
+        if (opts->tsr)
+            cJSON_AddItemToObject(o, "tsr", cJSON_CreateStringArray((const char *[]){"diffusers", "UNet3DConditionModel"}, 2));
+        if (opts->ssr)
+            cJSON_AddItemToObject(o, "ssr", cJSON_CreateStringArray((const char *[]){"diffusers", "UNet3DConditionModel"}, 2));
+        if (opts->fps > 0 || opts->frames > 0 || opts->tsr || opts->ssr) {
             cJSON *k = cJSON_AddObjectToObject(o, "kinema");
             if (opts->fps > 0)
                 cJSON_AddNumberToObject(k, "fps", opts->fps);
             if (opts->frames > 0)
                 cJSON_AddNumberToObject(k, "frames", opts->frames);
+            if (opts->tsr || opts->ssr)
+                cJSON_AddItemToObject(k, "cascade", cascade_json(opts));
         }
         snprintf(p, sizeof p, "%s/model_index.json", tmp);
         st = write_json(p, o);
