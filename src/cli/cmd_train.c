@@ -24,40 +24,47 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Everything a checkpoint holds: one state per model. */
+/* Everything a checkpoint holds: one state per model (the SR stages only in cascade recipes). */
+enum { K_VAE, K_UNET, K_TEXT, K_TSR, K_SSR, K_MAX };
+static const char *const stage_tags[K_MAX] = {"vae", "unet", "text", "tsr", "ssr"};
+
 typedef struct {
-    kn_stage_state *stage[3]; /* vae, unet, text */
-    kn_train_state ck[3];
+    kn_stage_state *stage[K_MAX];
+    kn_train_state ck[K_MAX];
+    int n; /* 3, or 5 with the SR stages */
     const char *path;
-    char config[512];
+    char config[640];
 } ckpt_ctx;
 
-static void ckpt_bind(ckpt_ctx *k, kn_params *P[3]) {
-    static const char *tags[3] = {"vae", "unet", "text"};
-    for (int i = 0; i < 3; i++) {
+static void ckpt_bind(ckpt_ctx *k, kn_params *P[K_MAX]) {
+    static const char *prefix[K_MAX] = {NULL, NULL, NULL, "tsr.", "ssr."};
+    for (int i = 0; i < k->n; i++) {
         kn_train_state *c = &k->ck[i];
         memset(c, 0, sizeof *c);
         c->P = P[i];
         c->opt = &k->stage[i]->opt;
         c->ema = k->stage[i]->have_ema ? &k->stage[i]->ema : NULL;
-        c->tag = tags[i];
+        c->tag = stage_tags[i];
+        c->param_prefix = prefix[i];
         c->config_json = k->config;
     }
 }
 
 static kn_status ckpt_save(ckpt_ctx *k) {
-    const kn_train_state *S[3];
-    for (int i = 0; i < 3; i++) {
+    const kn_train_state *S[K_MAX];
+    for (int i = 0; i < k->n; i++) {
         k->ck[i].step = k->stage[i]->step;
         S[i] = &k->ck[i];
     }
-    return kn_ckpt_save_many(k->path, S, 3);
+    return kn_ckpt_save_many(k->path, S, k->n);
 }
 
 static kn_status ckpt_load(ckpt_ctx *k) {
-    kn_train_state *S[3] = {&k->ck[0], &k->ck[1], &k->ck[2]};
-    KN_TRY(kn_ckpt_load_many(k->path, S, 3));
-    for (int i = 0; i < 3; i++)
+    kn_train_state *S[K_MAX];
+    for (int i = 0; i < k->n; i++)
+        S[i] = &k->ck[i];
+    KN_TRY(kn_ckpt_load_many(k->path, S, k->n));
+    for (int i = 0; i < k->n; i++)
         k->stage[i]->step = k->ck[i].step;
     return KN_OK;
 }
@@ -88,15 +95,18 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
         fflush(p->log);
     }
     if (p->rank == 0 && ((p->save_every > 0 && (step + 1) % p->save_every == 0) || stop || step + 1 == steps)) {
-        kn_stage_state *s = !strcmp(stage, "vae") ? p->ck->stage[0] : p->ck->stage[1];
+        int k = 0;
+        while (k < K_MAX - 1 && strcmp(stage, stage_tags[k]))
+            k++;
+        kn_stage_state *s = p->ck->stage[k];
         int64_t keep = s->step;
         s->step = step + 1;
-        if (s == p->ck->stage[1])
-            p->ck->stage[2]->step = step + 1;
+        if (k == K_UNET)
+            p->ck->stage[K_TEXT]->step = step + 1;
         kn_status st = ckpt_save(p->ck);
         s->step = keep;
-        if (s == p->ck->stage[1])
-            p->ck->stage[2]->step = keep;
+        if (k == K_UNET)
+            p->ck->stage[K_TEXT]->step = keep;
         if (st != KN_OK) {
             p->failed = 1;
             return 1;
@@ -113,9 +123,9 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
     return stop;
 }
 
-/* Keeps the rows of log.csv that come before the checkpoint (vae rows < vae_step, unet rows <
- * unet_step), so that a resumed run's log equals an uninterrupted run's. */
-static kn_status trim_log(const char *path, int64_t vae_step, int64_t unet_step) {
+/* Keeps the rows of log.csv that come before the checkpoint (rows of stage k with step <
+ * steps[k]), so that a resumed run's log equals an uninterrupted run's. */
+static kn_status trim_log(const char *path, const ckpt_ctx *k) {
     FILE *f = fopen(path, "r");
     if (!f)
         return KN_OK;
@@ -130,8 +140,11 @@ static kn_status trim_log(const char *path, int64_t vae_step, int64_t unet_step)
     while (fgets(line, sizeof line, f)) {
         char stage[32];
         long long step;
-        if (sscanf(line, "%31[^,],%lld,", stage, &step) == 2 &&
-            ((!strcmp(stage, "vae") && step >= vae_step) || (!strcmp(stage, "unet") && step >= unet_step)))
+        int drop = 0;
+        if (sscanf(line, "%31[^,],%lld,", stage, &step) == 2)
+            for (int i = 0; i < k->n; i++)
+                drop |= !strcmp(stage, stage_tags[i]) && step >= k->stage[i]->step;
+        if (drop)
             continue;
         fputs(line, o);
     }
@@ -157,10 +170,11 @@ static int is_dir(const char *p) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: kinema train --recipe NAME --out DIR [options]\n"
-               "  --recipe NAME      built-in recipe (smoke, tiny)\n"
+               "  --recipe NAME      built-in recipe: smoke, tiny, smoke-cascade, shapes-mav, shapes-imagen\n"
                "  --config FILE      a JSON recipe: {\"base\": NAME, overrides...} (see src/io/recipe_config.h)\n"
                "  --out DIR          where the log (log.csv) and the model (DIR/model) go\n"
-               "  --steps N          UNet steps (default: the recipe's); the VAE stage scales with it\n"
+               "  --steps N          UNet steps (default: the recipe's); the other stages scale with it\n"
+               "  --until STAGE      stop after stage vae, base, tsr or ssr (a later run with --resume goes on)\n"
                "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
@@ -180,7 +194,7 @@ static void usage(FILE *f) {
 
 static int cmd_train(int argc, char **argv) {
     const char *config_path = NULL;
-    const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32";
+    const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32", *until_s = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
     int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0;
@@ -201,6 +215,7 @@ static int cmd_train(int argc, char **argv) {
         {"--export-only", NULL, KN_OPT_FLAG, &export_only},
         {"--grad-checkpointing", NULL, KN_OPT_FLAG, &checkpointing},
         {"--export-dtype", NULL, KN_OPT_STR, &export_dtype},
+        {"--until", NULL, KN_OPT_STR, &until_s},
     };
     const char *pos[1];
     int npos;
@@ -240,22 +255,32 @@ static int cmd_train(int argc, char **argv) {
     } else {
         snprintf(recipe_id, sizeof recipe_id, "%s", rc.name);
     }
+    int until = 3; /* the last stage run: 0 vae, 1 base, 2 tsr, 3 ssr */
+    if (until_s) {
+        static const char *const names[4] = {"vae", "base", "tsr", "ssr"};
+        for (until = 0; until < 4 && strcmp(until_s, names[until]); until++)
+            ;
+        if (until == 4)
+            return kn_cli_error("train: --until must be vae, base, tsr or ssr, not '%s'", until_s);
+    }
+    kn_train_opts *so[4] = {&rc.vae_opts, &rc.unet_opts, &rc.tsr_opts, &rc.ssr_opts};
+    int nst = rc.has_tsr || rc.has_ssr ? 4 : 2;
     if (steps > 0) {
         double f = (double)steps / rc.unet_opts.steps;
-        rc.unet_opts.steps = steps;
-        rc.vae_opts.steps = (int64_t)(rc.vae_opts.steps * f) > 1 ? (int64_t)(rc.vae_opts.steps * f) : 1;
-        if (rc.unet_opts.warmup >= rc.unet_opts.steps) rc.unet_opts.warmup = rc.unet_opts.steps / 10;
-        if (rc.vae_opts.warmup >= rc.vae_opts.steps) rc.vae_opts.warmup = rc.vae_opts.steps / 10;
+        for (int i = 0; i < nst; i++) {
+            kn_train_opts *o = so[i];
+            o->steps = i == 1 ? steps : (int64_t)(o->steps * f) > 1 ? (int64_t)(o->steps * f) : 1;
+            if (o->warmup >= o->steps) o->warmup = o->steps / 10;
+        }
     }
-    if (have_seed) {
-        rc.vae_opts.seed = seed * 2 + 1;
-        rc.unet_opts.seed = seed * 2 + 2;
-    }
+    if (have_seed)
+        for (int i = 0; i < 4; i++)
+            so[i]->seed = seed * 4 + 1 + (uint64_t)i;
     if (batch > 0)
         rc.data.batch = (int)batch;
     if (export_only)
         resume = 1;
-    rc.unet_opts.checkpointing = checkpointing;
+    rc.unet_opts.checkpointing = rc.tsr_opts.checkpointing = rc.ssr_opts.checkpointing = checkpointing;
     kn_dtype edt = KN_F32;
     if (!strcmp(export_dtype, "f16")) edt = KN_F16;
     else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;
@@ -263,10 +288,13 @@ static int cmd_train(int argc, char **argv) {
     int rank = 0, world = 1;
     if (kn_dist_init(NULL, NULL, &rank, &world) != KN_OK)
         return kn_cli_error("train: %s", kn_last_error());
-    rc.vae_opts.rank = rc.unet_opts.rank = rank;
-    rc.vae_opts.world = rc.unet_opts.world = world;
+    for (int i = 0; i < 4; i++) {
+        so[i]->rank = rank;
+        so[i]->world = world;
+        if (world > 1)
+            so[i]->grad_sync = kn_dist_average_grads;
+    }
     if (world > 1) {
-        rc.vae_opts.grad_sync = rc.unet_opts.grad_sync = kn_dist_average_grads;
         if (rank != 0)
             quiet = 1;
     }
@@ -283,12 +311,12 @@ static int cmd_train(int argc, char **argv) {
     kn_folder_source *fsrc = NULL;
     kn_vae *vae = NULL;
     kn_clip_text *text = NULL;
-    kn_unet3d *unet = NULL;
+    kn_unet3d *unet = NULL, *tsr = NULL, *ssr = NULL;
     kn_tokenizer *tok = NULL;
     kn_arena *A = NULL;
     FILE *log = NULL;
-    kn_stage_state sv = {0}, su = {0}, st_ = {0};
-    int sv_ok = 0, su_ok = 0, st_ok = 0;
+    kn_stage_state sv = {0}, su = {0}, st_ = {0}, stsr = {0}, sssr = {0};
+    int sv_ok = 0, su_ok = 0, st_ok = 0, stsr_ok = 0, sssr_ok = 0;
     if (data_dir) {
         fsrc = kn_folder_source_open(data_dir, rc.data.size, rc.data.frames, rc.data.fps);
         if (!fsrc) {
@@ -310,13 +338,27 @@ static int cmd_train(int argc, char **argv) {
     vae = kn_vae_new(&rc.vae);
     text = vae ? kn_clip_text_new(&rc.text) : NULL;
     unet = text ? kn_unet3d_new(&rc.unet) : NULL;
-    if (!unet) {
+    if (unet && rc.has_tsr)
+        tsr = kn_unet3d_new(&rc.tsr);
+    if (unet && rc.has_ssr)
+        ssr = kn_unet3d_new(&rc.ssr);
+    if (!unet || (rc.has_tsr && !tsr) || (rc.has_ssr && !ssr)) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
     kn_params_init_default(&vae->P, rc.vae_opts.seed);
     kn_params_init_default(&text->P, rc.unet_opts.seed ^ 0x7e47);
     kn_params_init_default(&unet->P, rc.unet_opts.seed);
+    /* temporal layers start as the identity (Make-A-Video; diffusers' own init of temp_convs) */
+    kn_unet3d_init_temporal_identity(unet);
+    if (tsr) {
+        kn_params_init_default(&tsr->P, rc.tsr_opts.seed);
+        kn_unet3d_init_temporal_identity(tsr);
+    }
+    if (ssr) {
+        kn_params_init_default(&ssr->P, rc.ssr_opts.seed);
+        kn_unet3d_init_temporal_identity(ssr);
+    }
     char path[2048], ckpath[2048];
     snprintf(ckpath, sizeof ckpath, "%s/last.safetensors", out);
     if (kn_stage_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
@@ -334,14 +376,35 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     st_ok = 1;
-    ckpt_ctx ck = {{&sv, &su, &st_}, {{0}}, ckpath, ""};
+    /* the SR stages' states exist in every cascade checkpoint, trained or not yet */
+    if (tsr && kn_stage_state_init(&stsr, &tsr->P, &rc.tsr_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    stsr_ok = tsr != NULL;
+    if (ssr && kn_stage_state_init(&sssr, &ssr->P, &rc.ssr_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    sssr_ok = ssr != NULL;
+    /* a cascade checkpoint holds 5 states; both SR stages come together (the recipes have both) */
+    ckpt_ctx ck = {{&sv, &su, &st_, &stsr, &sssr}, {{0}}, tsr && ssr ? K_MAX : 3, ckpath, ""};
+    if (!!tsr != !!ssr) {
+        kn_cli_error("train: a cascade recipe needs both SR stages");
+        goto done;
+    }
+    char srcfg[160] = "";
+    if (tsr)
+        snprintf(srcfg, sizeof srcfg, ", \"tsr_steps\": %lld, \"ssr_steps\": %lld, \"tsr_seed\": %llu, \"ssr_seed\": %llu",
+                 (long long)rc.tsr_opts.steps, (long long)rc.ssr_opts.steps, (unsigned long long)rc.tsr_opts.seed,
+                 (unsigned long long)rc.ssr_opts.seed);
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
-             "\"batch\": %d, \"world\": %d%s}",
+             "\"batch\": %d, \"world\": %d%s%s}",
              recipe_id, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
              (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
-             data_dir ? ", \"data\": \"folder\"" : "");
-    kn_params *Ps[3] = {&vae->P, &unet->P, &text->P};
+             data_dir ? ", \"data\": \"folder\"" : "", srcfg);
+    kn_params *Ps[K_MAX] = {&vae->P, &unet->P, &text->P, tsr ? &tsr->P : NULL, ssr ? &ssr->P : NULL};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
     if (resume) {
@@ -360,12 +423,15 @@ static int cmd_train(int argc, char **argv) {
             goto done;
         }
         free(cfg);
-        if (ckpt_load(&ck) != KN_OK || (rank == 0 && trim_log(path, sv.step, su.step) != KN_OK)) {
+        if (ckpt_load(&ck) != KN_OK || (rank == 0 && trim_log(path, &ck) != KN_OK)) {
             kn_cli_error("%s", kn_last_error());
             goto done;
         }
-        fprintf(stderr, "resumed from %s: vae step %lld, unet step %lld\n", ckpath, (long long)sv.step,
+        fprintf(stderr, "resumed from %s: vae step %lld, unet step %lld", ckpath, (long long)sv.step,
                 (long long)su.step);
+        if (tsr)
+            fprintf(stderr, ", tsr step %lld, ssr step %lld", (long long)stsr.step, (long long)sssr.step);
+        fputc('\n', stderr);
     }
     log = rank == 0 ? fopen(path, resume ? "a" : "w") : NULL;
     if (rank == 0 && !log) {
@@ -389,6 +455,9 @@ static int cmd_train(int argc, char **argv) {
     if (export_only) { /* train no further: the loops below start at the end */
         rc.vae_opts.steps = sv.step;
         rc.unet_opts.steps = su.step;
+        rc.tsr_opts.steps = stsr.step;
+        rc.ssr_opts.steps = sssr.step;
+        until = su.step == 0 ? 0 : stsr.step == 0 ? 1 : sssr.step == 0 ? 2 : 3;
         if (sv.step == 0) {
             kn_cli_error("train: %s holds no trained VAE yet", ckpath);
             goto done;
@@ -401,6 +470,12 @@ static int cmd_train(int argc, char **argv) {
     }
     if (kn_train_stop_requested()) {
         fprintf(stderr, "stopped at vae step %lld; resume with --resume\n", (long long)sv.step);
+        ret = 0;
+        goto done;
+    }
+    if (until == 0) {
+        if (rank == 0)
+            fprintf(stderr, "stopped after the vae stage (--until vae); go on with --resume\n");
         ret = 0;
         goto done;
     }
@@ -424,13 +499,42 @@ static int cmd_train(int argc, char **argv) {
         ret = 0;
         goto done;
     }
-    /* export the EMA weights */
+    /* from here on the base and the text encoder are their EMA weights: the exported ones, and
+     * the frozen text encoder of the SR stages */
     if (su.have_ema)
         kn_ema_copy_to(&su.ema, &unet->P);
     if (st_.have_ema)
         kn_ema_copy_to(&st_.ema, &text->P);
+    kn_unet3d *sr[2] = {tsr, ssr};
+    kn_stage_state *ss[2] = {&stsr, &sssr};
+    const kn_train_opts *sro[2] = {&rc.tsr_opts, &rc.ssr_opts};
+    const kn_sr_opts *srs[2] = {&rc.tsr_so, &rc.ssr_so};
+    const kn_train_data *srd[2] = {&rc.tsr_data, &rc.ssr_data};
+    for (int i = 0; i < 2; i++) {
+        if (!sr[i] || until < 2 + i)
+            continue;
+        progress_ctx ps = {log, now(), ss[i]->step, quiet, save_every, &ck, 0, rank};
+        if (kn_train_sr(sr[i], srs[i], text, vae, &rc.sched, ss[i], sro[i], srd[i], tokenize_cb, &tc, A, on_progress,
+                        &ps) != KN_OK || ps.failed) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        if (kn_train_stop_requested()) {
+            fprintf(stderr, "stopped at %s step %lld; resume with --resume\n", i ? "ssr" : "tsr",
+                    (long long)ss[i]->step);
+            ret = 0;
+            goto done;
+        }
+    }
+    /* export the EMA weights of what was trained */
+    for (int i = 0; i < 2; i++)
+        if (sr[i] && until >= 2 + i && ss[i]->have_ema)
+            kn_ema_copy_to(&ss[i]->ema, &sr[i]->P);
     snprintf(path, sizeof path, "%s/model", out);
     kn_export_opts eo = {edt, rc.data.fps, rc.data.frames};
+    eo.tsr = until >= 2 ? tsr : NULL;
+    eo.ssr = until >= 3 ? ssr : NULL;
+    eo.cascade = rc.cascade;
     if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>", &eo) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
@@ -443,11 +547,15 @@ done:
     if (sv_ok) kn_stage_state_free(&sv);
     if (su_ok) kn_stage_state_free(&su);
     if (st_ok) kn_stage_state_free(&st_);
+    if (stsr_ok) kn_stage_state_free(&stsr);
+    if (sssr_ok) kn_stage_state_free(&sssr);
     if (log) fclose(log);
     kn_arena_free(A);
     kn_vae_free(vae);
     kn_clip_text_free(text);
     kn_unet3d_free(unet);
+    kn_unet3d_free(tsr);
+    kn_unet3d_free(ssr);
     if (tok) kn_tokenizer_free(tok);
     if (fsrc) kn_folder_source_close(fsrc);
     kn_dist_finalize();

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static const char *const names[] = {"smoke", "tiny", NULL};
+static const char *const names[] = {"smoke", "tiny", "smoke-cascade", "shapes-mav", "shapes-imagen", NULL};
 
 const char *const *kn_recipe_names(void) { return names; }
 
@@ -90,6 +90,136 @@ static void tiny(kn_recipe *r) {
     r->unet_opts.ema_decay = 0.995;
 }
 
+/* A UNet3D of two or three levels: widths c[0..n), cross-attention on the levels attn[i]. */
+static kn_unet3d_config unet_levels(int n, const int *c, const int *attn, int head_dim, int groups, int cross) {
+    kn_unet3d_config u = kn_unet3d_config_default();
+    u.nblocks = n;
+    for (int i = 0; i < n; i++) {
+        u.block_out_channels[i] = c[i];
+        u.down_types[i] = attn[i] ? KN_BLOCK_CROSS_ATTN_DOWN : KN_BLOCK_DOWN;
+        u.up_types[n - 1 - i] = attn[i] ? KN_BLOCK_CROSS_ATTN_UP : KN_BLOCK_UP;
+    }
+    u.layers_per_block = 1;
+    u.norm_num_groups = groups;
+    u.attention_head_dim = head_dim;
+    u.cross_attention_dim = cross;
+    u.in_channels = u.out_channels = 4;
+    return u;
+}
+
+/* The cascade recipes share one plan (docs/design.md, "The cascade"):
+ *   VAE f = 4 (64 px <-> 16x16x4 latents), trained on 64 px frames;
+ *   base: 64 px, 8 frames; fps drawn from {4, 8} (8 frames at 4 fps = the 2 s of a clip);
+ *   tsr: x2 frame interpolation (and x4, and extrapolation) on 16-frame windows at 8 or 16 fps,
+ *        applied twice: 8 frames at 4 fps -> 16 at 8 -> 32 at 16;
+ *   ssr: x2 in space, 64 -> 128 px (16x16 -> 32x32 latents), on windows of a few frames.
+ * shapes-mav and shapes-imagen differ where the two papers differ (see each). Budgets: each
+ * stage at most 45 min on 2 cores. */
+static void cascade_common(kn_recipe *r) {
+    tiny(r);
+    r->data = (kn_train_data){.size = 64, .frames = 8, .fps = 4, .batch = 4, .vae_frames = 4, .nfps = 2,
+                              .fps_choices = {4, 8}};
+    r->vae.nblocks = 3;
+    r->vae.block_out_channels[0] = 32;
+    r->vae.block_out_channels[1] = 64;
+    r->vae.block_out_channels[2] = 64;
+    r->vae.norm_num_groups = 16;
+    r->vae_opts.steps = 1200;
+    r->unet_opts.steps = 1500;
+    r->has_tsr = r->has_ssr = 1;
+    static const int tc[2] = {48, 96}, ta[2] = {1, 0};
+    r->tsr = unet_levels(2, tc, ta, 16, 16, 64);
+    r->tsr.cond_channels = 5;
+    r->tsr.fps_cond = 1;
+    r->tsr_opts = r->unet_opts;
+    r->tsr_opts.steps = 900;
+    r->tsr_opts.lr = 5e-4;
+    r->tsr_opts.warmup = 50;
+    r->tsr_opts.seed = 3;
+    r->tsr_so = (kn_sr_opts){.kind = KN_SR_TEMPORAL, .nfps = 2, .fps = {8, 16}, .nskips = 3, .skips = {2, 2, 4},
+                             .p_extrapolate = 0.2f};
+    r->tsr_data = (kn_train_data){.size = 64, .frames = 16, .fps = 16, .batch = 2};
+    static const int sc[2] = {32, 64}, sa[2] = {0, 1};
+    r->ssr = unet_levels(2, sc, sa, 16, 16, 64);
+    r->ssr.cond_channels = 4;
+    r->ssr_opts = r->tsr_opts;
+    r->ssr_opts.steps = 900;
+    r->ssr_opts.seed = 4;
+    r->ssr_so = (kn_sr_opts){.kind = KN_SR_SPATIAL, .scale = 2};
+    r->ssr_data = (kn_train_data){.size = 128, .frames = 2, .fps = 16, .batch = 2};
+    r->cascade = (kn_cascade_info){.tsr_factor = 2, .tsr_times = 2, .tsr_steps = 20, .tsr_guidance = 1.0f,
+                                   .ssr_scale = 2, .ssr_steps = 20, .ssr_chunk = 8, .ssr_guidance = 1.0f};
+}
+
+/* Make-A-Video: eps objective; base with temporal attention and fps conditioning; the
+ * interpolation network with masked frames + mask channel and variable skips; the spatial SR
+ * spatial-only (no temporal layers) with the same noise for every frame. */
+static void shapes_mav(kn_recipe *r) {
+    cascade_common(r);
+    r->name = "shapes-mav";
+    r->about = "Make-A-Video cascade: VAE, base (fps-conditioned), frame interpolation x2 x2, spatial-only SR x2";
+    r->unet.fps_cond = 1;
+    r->ssr.spatial_only = 1;
+    r->ssr_data.frames = 1;
+    r->ssr_data.batch = 4;
+    r->cascade.ssr_same_noise = 1;
+}
+
+/* Imagen Video: v-parameterisation everywhere; base with temporal attention and joint
+ * image-video training (a quarter of the samples are still frames with the temporal layers
+ * masked); temporal and spatial SR with temporal convolutions only; conditioning augmentation on
+ * the spatial SR's input. */
+static void shapes_imagen(kn_recipe *r) {
+    cascade_common(r);
+    r->name = "shapes-imagen";
+    r->about = "Imagen Video cascade: VAE, base (v-prediction, joint image-video), TSR x2 x2, SSR x2 with "
+               "conditioning augmentation";
+    r->data.nfps = 0;
+    r->data.image_fraction = 0.25f;
+    r->unet_opts.objective = r->tsr_opts.objective = r->ssr_opts.objective = KN_PRED_V;
+    r->tsr.temporal_attention = 0;
+    r->ssr.temporal_attention = 0;
+    r->ssr.noise_aug_cond = 1;
+    r->ssr_so.noise_aug_max = 300;
+    r->cascade.ssr_noise_aug = 100;
+    r->sched.prediction_type = KN_PRED_V;
+}
+
+/* smoke-cascade: every stage of the cascade, tiny, for tests (a minute or two on 2 cores). */
+static void smoke_cascade(kn_recipe *r) {
+    shapes_mav(r);
+    r->name = "smoke-cascade";
+    r->about = "tiny cascade: every stage for a few steps (tests the machinery)";
+    kn_recipe s;
+    smoke(&s);
+    r->vae = s.vae;
+    r->vae_opts = s.vae_opts;
+    r->text = s.text;
+    r->unet = s.unet;
+    r->unet.fps_cond = 1;
+    r->unet_opts = s.unet_opts;
+    r->unet_opts.steps = 40;
+    r->data = (kn_train_data){.size = 32, .frames = 4, .fps = 4, .batch = 2, .vae_frames = 4, .nfps = 2,
+                              .fps_choices = {4, 8}};
+    static const int c[2] = {16, 32}, a[2] = {1, 0};
+    kn_unet3d_config t = unet_levels(2, c, a, 8, 8, 32);
+    int so = r->ssr.spatial_only;
+    r->tsr = t;
+    r->tsr.cond_channels = 5;
+    r->tsr.fps_cond = 1;
+    r->ssr = t;
+    r->ssr.cond_channels = 4;
+    r->ssr.spatial_only = so;
+    r->tsr_opts = r->unet_opts;
+    r->tsr_opts.steps = 30;
+    r->tsr_opts.seed = 3;
+    r->ssr_opts = r->tsr_opts;
+    r->ssr_opts.seed = 4;
+    r->tsr_data = (kn_train_data){.size = 32, .frames = 8, .fps = 16, .batch = 2};
+    r->ssr_data = (kn_train_data){.size = 64, .frames = 1, .fps = 16, .batch = 2};
+    r->cascade.tsr_steps = r->cascade.ssr_steps = 4;
+}
+
 kn_status kn_recipe_get(const char *name, kn_recipe *r) {
     memset(r, 0, sizeof *r);
     if (!strcmp(name, "smoke")) {
@@ -100,5 +230,18 @@ kn_status kn_recipe_get(const char *name, kn_recipe *r) {
         tiny(r);
         return KN_OK;
     }
-    return kn_fail(KN_ERR_ARG, "unknown recipe '%s' (known: smoke, tiny)", name);
+    if (!strcmp(name, "smoke-cascade")) {
+        smoke_cascade(r);
+        return KN_OK;
+    }
+    if (!strcmp(name, "shapes-mav")) {
+        shapes_mav(r);
+        return KN_OK;
+    }
+    if (!strcmp(name, "shapes-imagen")) {
+        shapes_imagen(r);
+        return KN_OK;
+    }
+    return kn_fail(KN_ERR_ARG, "unknown recipe '%s' (known: smoke, tiny, smoke-cascade, shapes-mav, shapes-imagen)",
+                   name);
 }

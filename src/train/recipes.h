@@ -2,6 +2,8 @@
 #ifndef KN_RECIPES_H
 #define KN_RECIPES_H
 
+#include "diffusion/cascade.h"
+#include "train/cascade.h"
 #include "train/trainer.h"
 
 typedef struct kn_recipe {
@@ -14,6 +16,13 @@ typedef struct kn_recipe {
     kn_unet3d_config unet;
     kn_train_opts unet_opts;
     kn_sched_config sched;
+    /* the cascade's SR stages, trained after the base on its frozen VAE and text encoder */
+    int has_tsr, has_ssr;
+    kn_unet3d_config tsr, ssr;
+    kn_train_opts tsr_opts, ssr_opts;
+    kn_sr_opts tsr_so, ssr_so;
+    kn_train_data tsr_data, ssr_data;
+    kn_cascade_info cascade; /* how generate chains them */
 } kn_recipe;
 
 /* Fills r with the recipe called name; KN_ERR_ARG (message lists the names) if unknown. */
