@@ -12,7 +12,7 @@
 #define TD 8  /* cross-attention dim */
 #define TL 3  /* text length */
 
-typedef enum { NET_TSR, NET_SSR_MAV, NET_SSR_IMAGEN } net_kind;
+typedef enum { NET_TSR, NET_SSR_MAV, NET_SSR_IMAGEN, NET_TSR_AUG } net_kind;
 
 static kn_unet3d *tiny_net(net_kind k, uint64_t seed) {
     kn_unet3d_config c = kn_unet3d_config_default();
@@ -28,9 +28,10 @@ static kn_unet3d *tiny_net(net_kind k, uint64_t seed) {
     c.norm_num_groups = 4;
     c.attention_head_dim = 4;
     c.cross_attention_dim = TD;
-    if (k == NET_TSR) {
+    if (k == NET_TSR || k == NET_TSR_AUG) {
         c.cond_channels = TC + 1;
         c.fps_cond = 1;
+        c.noise_aug_cond = k == NET_TSR_AUG;
     } else if (k == NET_SSR_MAV) {
         c.cond_channels = TC;
         c.spatial_only = 1;
@@ -560,4 +561,62 @@ KT_TEST(cascade_argument_errors) {
     kn_unet3d_free(tsr);
     kn_unet3d_free(mav);
     kn_unet3d_free(img);
+}
+
+/* A noise-augmentation conditioned temporal SR model (kn_train_sr trains those too): the level
+ * changes the generated frames, the known frames stay exact, level 0 is deterministic. */
+KT_TEST(cascade_interpolate_noise_aug) {
+    const int64_t F = 2, h = 4, w = 4, HW = h * w, Fo = 4, n = TC * Fo * HW;
+    kn_unet3d *u = tiny_net(NET_TSR_AUG, 25);
+    KT_CHECK(u != NULL);
+    if (!u)
+        return;
+    fx f = fx_new(F, h, w);
+    kn_stage_params p = params(2, 1.0f, 4.0f);
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    KT_OK(kn_cascade_interpolate(u, &f.sched, f.A, f.pos, NULL, TL, f.lat, TC, F, h, w, 2, &p, a));
+    KT_OK(kn_cascade_interpolate(u, &f.sched, f.A, f.pos, NULL, TL, f.lat, TC, F, h, w, 2, &p, b));
+    KT_CHECK(!memcmp(a, b, (size_t)n * sizeof(float)));
+    p.noise_aug = 400;
+    KT_OK(kn_cascade_interpolate(u, &f.sched, f.A, f.pos, NULL, TL, f.lat, TC, F, h, w, 2, &p, b));
+    KT_CHECK(kt_max_abs_diff(a, b, n) > 1e-3);
+    for (int64_t c = 0; c < TC; c++)
+        for (int64_t t = 0; t < Fo; t += 2)
+            KT_CHECK(!memcmp(b + (c * Fo + t) * HW, f.lat + (c * F + t / 2) * HW, (size_t)HW * sizeof(float)));
+    free(a);
+    free(b);
+    fx_free(&f);
+    kn_unet3d_free(u);
+}
+
+/* The denoising loop reuses its memory: 1 step and 4 steps reach the same arena peak. */
+KT_TEST(cascade_steps_allocate_nothing_new) {
+    const int64_t F = 2, h = 4, w = 4;
+    kn_unet3d *tsr = tiny_net(NET_TSR, 26), *ssr = tiny_net(NET_SSR_IMAGEN, 27);
+    KT_CHECK(tsr && ssr);
+    if (!tsr || !ssr)
+        return;
+    fx f = fx_new(F, h, w);
+    float *out = malloc((size_t)(TC * 4 * F * h * w) * sizeof(float));
+    for (int stage = 0; stage < 2; stage++) {
+        size_t peak[2];
+        for (int k = 0; k < 2; k++) {
+            kn_arena *A = kn_arena_new((size_t)64 << 20);
+            kn_stage_params p = params(k ? 4 : 1, 2.0f, 8.0f);
+            p.sched_kind = KN_SCHED_DPMPP_2M; /* multistep: history lives in the scheduler, not the arena */
+            if (stage == 0)
+                KT_OK(kn_cascade_interpolate(tsr, &f.sched, A, f.pos, f.neg, TL, f.lat, TC, F, h, w, 2, &p, out));
+            else
+                KT_OK(kn_cascade_upscale(ssr, &f.sched, A, f.pos, f.neg, TL, f.lat, TC, F, h, w, 2, &p, out));
+            peak[k] = kn_arena_peak(A);
+            KT_CHECK(kn_arena_used(A) == 0);
+            kn_arena_free(A);
+        }
+        KT_CHECKF(peak[0] == peak[1] && peak[0] > 0, "stage %d: arena peak 1 step %zu, 4 steps %zu", stage, peak[0],
+                  peak[1]);
+    }
+    free(out);
+    fx_free(&f);
+    kn_unet3d_free(tsr);
+    kn_unet3d_free(ssr);
 }

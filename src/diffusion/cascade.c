@@ -5,10 +5,12 @@
  * kn_unet3d_forward_ex with the stage's conditioning:
  *
  *   temporal (interpolate, extend): cond (B, C + 1, Fo, h, w) = [known * mask, mask], fps = the
- *     output rate; the known frames are copied into the result unchanged afterwards.
+ *     output rate (and, for a noise-augmentation conditioned UNet, the known frames noised to
+ *     p->noise_aug as kn_train_sr does); the known frames are copied into the result unchanged.
  *   spatial (upscale): cond (B, C, F, H, W) = bilinear upsampling of the low-resolution latents,
  *     noised to level p->noise_aug (Imagen Video's conditioning augmentation), the level also
  *     being the UNet's noise_aug input; frames are denoised p->chunk at a time.
+ *   Level 0 adds no noise at all (kn_train_sr noises to alphas_cumprod[0] = 1 - beta_0 there).
  *
  * Random numbers. Every draw is a Philox stream indexed by the element's position in the full
  * latent (1, C, F, H, W), N = C F H W elements, so that a chunked run draws exactly what the
@@ -161,6 +163,24 @@ static kn_status check_common(const char *stage, const kn_unet3d *u, const kn_sc
     if (u->cfg.fps_cond && !(p->fps > 0 && isfinite(p->fps)))
         return kn_fail(KN_ERR_ARG, "%s: the UNet is fps-conditioned: fps must be a positive number, got %g", stage,
                        (double)p->fps);
+    if (p->noise_aug < 0 || p->noise_aug >= sched->num_train_timesteps || p->noise_aug > 999)
+        return kn_fail(KN_ERR_ARG, "%s: noise_aug must be a level in [0, %d], got %d", stage,
+                       KN_MIN(999, sched->num_train_timesteps - 1), p->noise_aug);
+    if (p->noise_aug > 0 && !u->cfg.noise_aug_cond)
+        return kn_fail(KN_ERR_ARG, "%s: noise_aug %d given but the UNet is not noise-augmentation conditioned "
+                       "(noise_aug_cond)", stage, p->noise_aug);
+    return KN_OK;
+}
+
+/* alphas_cumprod of the augmentation level in the stage's own schedule (1 at level 0: none). */
+static kn_status aug_alpha(const kn_sched_config *sched, const kn_stage_params *p, float *ac) {
+    *ac = 1.0f;
+    if (p->noise_aug > 0) {
+        kn_scheduler s;
+        KN_TRY(kn_sched_init(&s, sched, p->sched_kind));
+        *ac = s.alphas_cumprod[p->noise_aug];
+        kn_sched_free(&s);
+    }
     return KN_OK;
 }
 
@@ -185,9 +205,8 @@ static kn_status temporal(const char *stage, const kn_unet3d *u, const kn_sched_
     if (u->cfg.cond_channels != C + 1)
         return kn_fail(KN_ERR_ARG, "%s: the UNet has cond_channels %d, temporal SR of %lld-channel latents needs %lld",
                        stage, u->cfg.cond_channels, (long long)C, (long long)(C + 1));
-    if (u->cfg.noise_aug_cond)
-        return kn_fail(KN_ERR_ARG, "%s: the UNet is noise-augmentation conditioned; the temporal SR sampler does not "
-                       "support that", stage);
+    float ac;
+    KN_TRY(aug_alpha(sched, p, &ac));
     int64_t HW = h * w, n = C * Fo * HW, Cc = C + 1;
     int64_t Bc = p->guidance_scale > 1.0f ? 2 : 1, D = u->cfg.cross_attention_dim;
     size_t mark0 = kn_arena_mark(A);
@@ -216,11 +235,21 @@ static kn_status temporal(const char *stage, const kn_unet3d *u, const kn_sched_
         for (int64_t k = 0; k < HW; k++)
             mk[k] = s >= 0 ? 1.0f : 0.0f;
     }
+    if (p->noise_aug > 0) {
+        /* augmentation of the known frames as kn_train_sr does it: unknown frames stay 0 */
+        float sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
+        fill_noise(eps, C, Fo, 0, Fo, HW, p->seed ^ AUG_SALT, 0, 0);
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t j = 0; j < Fo * HW; j++) {
+                float *v = cond + c * Fo * HW + j;
+                *v = (sa * *v + sb * eps[c * Fo * HW + j]) * cond[C * Fo * HW + j];
+            }
+    }
     if (Bc == 2)
         memcpy(cond + Cc * Fo * HW, cond, (size_t)(Cc * Fo * HW) * sizeof(float));
-    float fps[2] = {p->fps, p->fps};
-    stage_run r = {u, sched, p, A, C, Fo, h, w, 0, Fo, Bc, L, text, cond, Cc, u->cfg.fps_cond ? fps : NULL, NULL,
-                   xl, uin, eps, nz};
+    float fps[2] = {p->fps, p->fps}, aug[2] = {(float)p->noise_aug, (float)p->noise_aug};
+    stage_run r = {u, sched, p, A, C, Fo, h, w, 0, Fo, Bc, L, text, cond, Cc, u->cfg.fps_cond ? fps : NULL,
+                   u->cfg.noise_aug_cond ? aug : NULL, xl, uin, eps, nz};
     kn_status st = denoise(&r);
     if (st == KN_OK) {
         memcpy(out, xl, (size_t)n * sizeof(float));
@@ -264,26 +293,14 @@ kn_status kn_cascade_upscale(const kn_unet3d *ssr, const kn_sched_config *sched,
     if (ssr->cfg.cond_channels != C)
         return kn_fail(KN_ERR_ARG, "upscale: the UNet has cond_channels %d, spatial SR of %lld-channel latents needs %lld",
                        ssr->cfg.cond_channels, (long long)C, (long long)C);
-    if (p->noise_aug < 0 || p->noise_aug >= sched->num_train_timesteps || p->noise_aug > 999)
-        return kn_fail(KN_ERR_ARG, "upscale: noise_aug must be a level in [0, %d], got %d",
-                       KN_MIN(999, sched->num_train_timesteps - 1), p->noise_aug);
-    if (p->noise_aug > 0 && !ssr->cfg.noise_aug_cond)
-        return kn_fail(KN_ERR_ARG, "upscale: noise_aug %d given but the UNet is not noise-augmentation conditioned "
-                       "(noise_aug_cond)", p->noise_aug);
     if (p->chunk < 0)
         return kn_fail(KN_ERR_ARG, "upscale: chunk must be >= 0 (0 = all frames), got %d", p->chunk);
     int64_t H = h * scale, W = w * scale, HW = H * W, hw = h * w;
     int64_t chunk = p->chunk == 0 || p->chunk > F ? F : p->chunk;
     int64_t Bc = p->guidance_scale > 1.0f ? 2 : 1, D = ssr->cfg.cross_attention_dim;
     int64_t m = C * chunk * HW;
-    /* the augmentation level's alphas_cumprod, from the stage's own schedule */
-    float ac = 1.0f;
-    if (p->noise_aug > 0) {
-        kn_scheduler s;
-        KN_TRY(kn_sched_init(&s, sched, p->sched_kind));
-        ac = s.alphas_cumprod[p->noise_aug];
-        kn_sched_free(&s);
-    }
+    float ac;
+    KN_TRY(aug_alpha(sched, p, &ac));
     float sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
     size_t mark0 = kn_arena_mark(A);
     float *text = kn_arena_alloc(A, (size_t)(Bc * L * D) * sizeof(float));
