@@ -216,3 +216,212 @@ KT_TEST(stage_eval_bad_inputs_give_errors) {
     KT_CHECK(kn_eval_tile(NULL, 1, 1, 1, 1, 1, o) == KN_ERR_ARG);
     KT_CHECK(kn_eval_temporal_scores(buf, 1, 2, 2, 16, NULL, NULL) == KN_ERR_ARG);
 }
+
+/* ------------------------------------------------------------ kinema eval --stage
+ * A tiny random cascade (VAE f = 2, latents C = 4, text width 8); the viz tests (test_viz.c) use
+ * it too. */
+#include "io/export.h"
+#include "io/video.h"
+
+#include <cJSON.h>
+
+static kn_unet3d_config tiny_unet(void) {
+    kn_unet3d_config c = kn_unet3d_config_default();
+    c.nblocks = 2;
+    c.block_out_channels[0] = 8;
+    c.block_out_channels[1] = 16;
+    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
+    c.down_types[1] = KN_BLOCK_DOWN;
+    c.up_types[0] = KN_BLOCK_UP;
+    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
+    c.layers_per_block = 1;
+    c.norm_num_groups = 4;
+    c.attention_head_dim = 2;
+    c.cross_attention_dim = 8;
+    c.sample_size = 8;
+    return c;
+}
+
+/* Exports it into this test's temporary directory (removed with it); with_stages = 0: a plain
+ * (base-only) folder. Returns the folder or NULL (after a failed check). */
+const char *kt_stage_eval_model(int with_stages);
+const char *kt_stage_eval_model(int with_stages) {
+    static char dirs[2][700];
+    char *dir = dirs[with_stages != 0];
+    kn_unet3d_config b = tiny_unet(), t = b, s = b;
+    t.fps_cond = 1;
+    t.cond_channels = 5;
+    s.cond_channels = 4;
+    s.noise_aug_cond = 1;
+    s.temporal_attention = 0;
+    kn_vae_config vc = kn_vae_config_default();
+    vc.nblocks = 2;
+    vc.block_out_channels[0] = 8;
+    vc.block_out_channels[1] = 16;
+    vc.norm_num_groups = 4;
+    vc.layers_per_block = 1;
+    kn_clip_text_config cc = kn_clip_text_config_default();
+    cc.hidden_size = 8;
+    cc.intermediate_size = 16;
+    cc.num_hidden_layers = 1;
+    cc.num_attention_heads = 2;
+    cc.max_position_embeddings = 16;
+    kn_unet3d *u = kn_unet3d_new(&b), *tu = kn_unet3d_new(&t), *su = kn_unet3d_new(&s);
+    kn_vae *vae = kn_vae_new(&vc);
+    kn_clip_text *text = kn_clip_text_new(&cc);
+    kn_status st = KN_ERR_NOMEM;
+    if (u && tu && su && vae && text) {
+        kn_params_init_default(&u->P, 11);
+        kn_params_init_default(&tu->P, 12);
+        kn_params_init_default(&su->P, 13);
+        kn_params_init_default(&vae->P, 14);
+        kn_params_init_default(&text->P, 15);
+        kn_sched_config sc = kn_sched_config_modelscope();
+        kn_export_opts o = {KN_F32, 4, 8};
+        if (with_stages) {
+            o.tsr = tu;
+            o.ssr = su;
+            o.cascade = (kn_cascade_info){2, 2, 2, 1.0f, 2, 2, 100, 1, 0, 1.0f};
+        }
+        snprintf(dir, 700, "%s/stage_eval_%s", kt_tmpdir(), with_stages ? "cascade" : "plain");
+        st = kn_export_t2v(dir, u, vae, text, &sc, "models/default/tokenizer", "<|endoftext|>", &o);
+    }
+    KT_CHECKF(st == KN_OK, "tiny cascade: %s", kn_last_error());
+    kn_unet3d_free(u), kn_unet3d_free(tu), kn_unet3d_free(su);
+    kn_vae_free(vae);
+    kn_clip_text_free(text);
+    if (st != KN_OK)
+        dir[0] = 0;
+    return st == KN_OK ? dir : NULL;
+}
+
+static char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* the PSNR the table prints for a method */
+static double table_psnr(const char *out, const char *method) {
+    char key[64];
+    snprintf(key, sizeof key, "\n%s ", method);
+    const char *p = strstr(out, key);
+    double v = NAN;
+    if (!p || sscanf(p + strlen(key), "%lf", &v) != 1)
+        return NAN;
+    return v;
+}
+
+/* ssr on the tiny cascade: the table has every method with finite numbers, and the baselines'
+ * PSNRs equal a direct render -> area downsampling -> upsampling here; --json and --diff-video
+ * are written with the right content and size. */
+KT_TEST(stage_eval_cli_ssr_on_a_tiny_cascade) {
+    const char *dir = kt_stage_eval_model(1);
+    if (!dir)
+        return;
+    char out[16384], js[800], dv[800];
+    snprintf(js, sizeof js, "%s/ssr.json", kt_tmpdir());
+    snprintf(dv, sizeof dv, "%s/ssr_diff.y4m", kt_tmpdir());
+    int rc = kt_run(out, sizeof out, "%s eval --stage ssr --model '%s' --n 2 --size 32 --frames 4 --steps 1 -t 2 "
+                    "--json '%s' --diff-video '%s' 2>/dev/null", kt_bin(), dir, js, dv);
+    KT_CHECKF(rc == 0, "eval --stage ssr failed: %s", out);
+    static const char *const methods[] = {"bilinear", "bicubic", "lanczos3", "video_sr", "per_frame_sr", "vae_recon"};
+    for (int m = 0; m < 6; m++) {
+        double p = table_psnr(out, methods[m]);
+        KT_CHECKF(p > 0 && p < 100, "%s: PSNR %g in %s", methods[m], p, out);
+    }
+    KT_CHECK(table_psnr(out, "truth") == 100.0);
+    KT_CHECK(strstr(out, "best baseline:") && strstr(out, "flicker: per-frame SR"));
+    /* the baselines by hand */
+    double want[3] = {0, 0, 0};
+    for (int i = 0; i < 2; i++) {
+        kn_shapes_caption cap;
+        KT_OK(kn_shapes_sample(KN_SPLIT_RANDOM, 7001, (uint64_t)i, &cap));
+        kn_shapes_render_params rp = {32, 4, 16};
+        static uint8_t hi[4 * 32 * 32 * 3], lo[4 * 16 * 16 * 3], up[4 * 32 * 32 * 3];
+        KT_OK(kn_shapes_render(&cap, (uint64_t)i, &rp, hi, NULL));
+        KT_OK(kn_eval_area_down(hi, 4, 32, 32, 2, lo));
+        for (int k = 0; k < 3; k++) {
+            KT_OK(kn_eval_upsample_clip((kn_resample_kind)k, lo, 4, 16, 16, 2, up));
+            double p = kn_eval_psnr(up, hi, sizeof hi);
+            want[k] += (p < 100 ? p : 100) / 2;
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        KT_NEAR(table_psnr(out, kn_resample_names[k]), want[k], 0.006);
+    char *j = slurp_text(js);
+    cJSON *root = j ? cJSON_Parse(j) : NULL;
+    KT_CHECKF(root != NULL, "no JSON in %s", js);
+    if (root) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "methods");
+        const cJSON *bic = cJSON_GetObjectItemCaseSensitive(m, "bicubic");
+        const cJSON *vs = cJSON_GetObjectItemCaseSensitive(m, "video_sr");
+        const cJSON *pf = cJSON_GetObjectItemCaseSensitive(m, "per_frame_sr");
+        KT_CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(bic, "psnr")));
+        KT_NEAR(cJSON_GetObjectItemCaseSensitive(bic, "psnr")->valuedouble, want[1], 1e-9);
+        KT_CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(vs, "flicker")) &&
+                 cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(pf, "flicker")));
+        KT_CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "clips")) == 2);
+        KT_CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "best_baseline")));
+        cJSON_Delete(root);
+    }
+    kn_video v = {0};
+    kn_video_read_opts ro = kn_video_read_default_opts();
+    KT_OK(kn_video_read(dv, &ro, &v));
+    KT_CHECKF(v.frames == 4 && v.height == 64 && v.width == 64, "diff video %dx%dx%d", v.frames, v.height, v.width);
+    kn_video_free(&v);
+}
+
+/* tsr: the model's interpolation and frame blending, both against the 16 fps truth; blending's
+ * PSNR equals a direct computation. */
+KT_TEST(stage_eval_cli_tsr_on_a_tiny_cascade) {
+    const char *dir = kt_stage_eval_model(1);
+    if (!dir)
+        return;
+    char out[16384];
+    int rc = kt_run(out, sizeof out, "%s eval --stage tsr --model '%s' --n 1 --size 32 --frames 4 --steps 1 -t 2 "
+                    "2>/dev/null", kt_bin(), dir);
+    KT_CHECKF(rc == 0, "eval --stage tsr failed: %s", out);
+    double pm = table_psnr(out, "model"), pb = table_psnr(out, "blend");
+    KT_CHECKF(pm > 0 && pm < 100 && pb > 0 && pb <= 100, "model %g blend %g: %s", pm, pb, out);
+    kn_shapes_caption cap;
+    KT_OK(kn_shapes_sample(KN_SPLIT_RANDOM, 7001, 0, &cap));
+    kn_shapes_render_params rp = {32, 4, 16};
+    static uint8_t hi[4 * 32 * 32 * 3], t[4 * 16 * 16 * 3], lo[2 * 16 * 16 * 3], bl[4 * 16 * 16 * 3];
+    KT_OK(kn_shapes_render(&cap, 0, &rp, hi, NULL));
+    KT_OK(kn_eval_area_down(hi, 4, 32, 32, 2, t));
+    KT_OK(kn_eval_subsample_frames(t, 4, 16, 16, 2, lo));
+    KT_OK(kn_eval_blend_x2(lo, 2, 16, 16, bl));
+    double p = kn_eval_psnr(bl, t, sizeof t);
+    KT_NEAR(pb, p < 100 ? p : 100, 0.006);
+}
+
+KT_TEST(stage_eval_cli_bad_inputs_are_one_line_errors) {
+    const char *dir = kt_stage_eval_model(1), *plain = kt_stage_eval_model(0);
+    if (!dir || !plain)
+        return;
+    char out[4096];
+    struct { const char *args; const char *msg; } cases[] = {
+        {"--stage foo --model '%s'", "--stage must be tsr or ssr"},
+        {"--stage ssr --size 30 --model '%s'", "multiple of the VAE factor"},
+        {"--stage tsr --frames 5 --model '%s'", "multiple of the tsr factor"},
+        {"--stage tsr --diff-video x.gif --model '%s'", "--diff-video is for --stage ssr"},
+        {"--stage ssr --n 0 --model '%s'", "--n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1200];
+        snprintf(args, sizeof args, cases[i].args, dir);
+        int rc = kt_run(out, sizeof out, "%s eval %s 2>&1", kt_bin(), args);
+        KT_CHECKF(rc != 0 && strstr(out, cases[i].msg) && strchr(out, '\n') == out + strlen(out) - 1,
+                  "'%s': rc %d, %s", args, rc, out);
+    }
+    int rc = kt_run(out, sizeof out, "%s eval --stage tsr --model '%s' 2>&1", kt_bin(), plain);
+    KT_CHECKF(rc != 0 && strstr(out, "has no tsr stage"), "plain model: %s", out);
+    rc = kt_run(out, sizeof out, "%s eval --stage ssr 2>&1", kt_bin());
+    KT_CHECKF(rc != 0 && strstr(out, "needs --model"), "no model: %s", out);
+}

@@ -3,6 +3,8 @@
  *   kinema eval --model DIR [--split random|heldout|two|all] [--n N] [--seeds K] [--steps S]
  *               [--guidance G] [--frames F] [--size PX] [--fps FPS] [--json OUT] [--save-dir DIR]
  *   kinema eval --reference [...]      the same scoring on clips rendered by the dataset renderer
+ *   kinema eval --stage tsr|ssr --model DIR [--n N] [--size PX] [--frames F] [--json OUT]
+ *               [--diff-video FILE]        the cascade's super-resolution stages (see eval_stage)
  *
  * For each split, captions 0..N-1 of the split's stream (kn_shapes_sample with --caption-seed)
  * are generated with noise seeds 0..K-1 (so `kinema generate -p CAPTION -s k` with the same
@@ -28,6 +30,7 @@
 #include "io/t2v_load.h"
 #include "io/video.h"
 #include "train/shapes.h"
+#include "train/stage_eval.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -63,7 +66,8 @@ static void usage(FILE *f) {
             "      --frames F          frames per clip (default 2 s: 2 x fps)\n"
             "      --json FILE         also write the numbers (and every clip's score) as JSON\n"
             "      --save-dir DIR      write each clip as DIR/SPLIT_INDEX_SEED.sheet.png\n"
-            "  -t, --threads N         threads (default: all cores); results do not depend on it\n",
+            "  -t, --threads N         threads (default: all cores); results do not depend on it\n"
+            "      --stage tsr|ssr     evaluate a cascade's SR stage instead (kinema eval --stage tsr --help)\n",
             EVAL_DEFAULT_CAPTION_SEED);
 }
 
@@ -261,6 +265,411 @@ static int maker_load(clip_maker *mk, const char *model, const char *sched, doub
     return 0;
 }
 
+/* ------------------------------------------------------------ --stage tsr|ssr
+ *
+ * The super-resolution stages against the ground truth and the simple baselines (SHAPES.md,
+ * "Temporal quality"). Clip i is caption i of the random split (--caption-seed) rendered with
+ * seed i at --size px (128), --frames frames (32) at 16 fps: the truth T.
+ *   tsr: truth = T area-downsampled by 2 (the base resolution, 64 px) at 16 fps; low = every k-th
+ *        frame of it (k = the cascade's tsr factor, 2: 8 fps). The model: VAE encode of low,
+ *        kn_cascade_interpolate by k (fps conditioning 16), VAE decode. Baseline: frame blending
+ *        (k = 2; for k > 2, blending applied log2 k times). Both against the truth.
+ *   ssr: truth = T; low = T area-downsampled by s (the cascade's ssr scale, 2). The model: VAE
+ *        encode of low, kn_cascade_upscale with the cascade's chunk / same-noise / noise_aug (the
+ *        video SR) and again with chunk 1 and independent noise per frame (the per-frame SR:
+ *        Make-A-Video's flicker demonstration), VAE decode. Baselines: bilinear, bicubic (a = -0.5),
+ *        Lanczos-3 upsampling of low.
+ * Both also report vae_recon (truth encoded and decoded: what any latent stage can reach) and the
+ * truth itself. Per method: mean PSNR over clips (dB, each clip over all frames and channels,
+ * peak 255, capped at 100 dB so an exact clip does not make the mean infinite), mean background
+ * flicker and mean object area CV (kn_shapes_score_clip at 16 fps) and the fraction of clips the
+ * scorer finds exactly right. Noise: Philox stream --seed for every clip (the same seed for the
+ * video and per-frame SR; only chunking and noise sharing differ). */
+
+enum { SM_MAX = 8 };
+
+typedef struct {
+    const char *name;
+    double psnr_sum, flicker_sum, cv_sum;
+    int n, cv_n, exact;
+} stage_row;
+
+static void row_add(stage_row *r, const uint8_t *clip, const uint8_t *truth, int F, int H, int W,
+                    const kn_shapes_caption *cap, double *psnr_out, kn_status *st) {
+    if (*st != KN_OK)
+        return;
+    double p = kn_eval_psnr(clip, truth, (size_t)F * H * W * 3);
+    if (!(p < 100.0))
+        p = 100.0;
+    kn_eval_temporal ts;
+    *st = kn_eval_temporal_scores(clip, F, H, W, 16, cap, &ts);
+    if (*st != KN_OK)
+        return;
+    r->n++;
+    r->psnr_sum += p;
+    r->flicker_sum += ts.flicker;
+    r->exact += ts.exact;
+    if (!isnan(ts.area_cv)) {
+        r->cv_sum += ts.area_cv;
+        r->cv_n++;
+    }
+    *psnr_out = p;
+}
+
+static void rgb8_to_video(const uint8_t *rgb, int F, int H, int W, float *v) { /* (F,H,W,3) -> (1,3,F,H,W) [-1,1] */
+    const size_t hw = (size_t)H * W;
+    for (int f = 0; f < F; f++)
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < hw; i++)
+                v[((size_t)c * F + f) * hw + i] = rgb[((size_t)f * hw + i) * 3 + c] / 127.5f - 1.0f;
+}
+
+typedef struct {
+    kn_t2v_bundle b;
+    int loaded;
+    kn_arena *A;
+    int64_t L, D, C;
+    int f; /* VAE factor */
+    int32_t *ids;
+    float *emb, *vid, *lat, *lat2;
+} stage_ctx;
+
+/* VAE round trip and the stage's own encode / decode: rgb (F,H,W,3) <-> latents (1,C,F,H/f,W/f) */
+static kn_status st_encode(stage_ctx *c, const uint8_t *rgb, int F, int H, int W, float *lat) {
+    rgb8_to_video(rgb, F, H, W, c->vid);
+    size_t mark = kn_arena_mark(c->A);
+    kn_status st = kn_t2v_encode_video(&c->b.m, c->A, c->vid, F, H, W, 4, lat);
+    kn_arena_reset(c->A, mark);
+    return st;
+}
+
+static kn_status st_decode(stage_ctx *c, const float *lat, int F, int H, int W, uint8_t *rgb) {
+    size_t mark = kn_arena_mark(c->A);
+    kn_status st = kn_t2v_decode(&c->b.m, c->A, lat, F, H / c->f, W / c->f, 4, c->vid);
+    kn_arena_reset(c->A, mark);
+    if (st == KN_OK)
+        kn_video_to_rgb8(c->vid, F, H, W, rgb);
+    return st;
+}
+
+static void stage_usage(FILE *f) {
+    fprintf(f,
+            "usage: kinema eval --stage tsr|ssr --model DIR [options]\n"
+            "Evaluates a cascade's temporal (tsr) or spatial (ssr) super-resolution stage on Shapes-T2V\n"
+            "ground truth: PSNR, background flicker and object area CV next to frame blending (tsr) or\n"
+            "bilinear / bicubic / Lanczos-3 upsampling and per-frame SR (ssr).\n"
+            "  -m, --model DIR         cascade model folder (with tsr/ or ssr/)\n"
+            "      --n N               clips (random-split captions 0..N-1, default 4)\n"
+            "      --caption-seed S    caption stream seed (default %d)\n"
+            "      --seed K            noise seed of the stage sampler (default 0)\n"
+            "      --size PX           ground-truth side (default 128; tsr runs at PX / 2)\n"
+            "      --frames F          ground-truth frames at 16 fps (default 32)\n"
+            "      --steps S           denoising steps (default: the cascade's)\n"
+            "  -g, --guidance G        guidance scale (default: the cascade's)\n"
+            "      --noise-aug L       ssr conditioning augmentation level (default: the cascade's)\n"
+            "      --json FILE         also write the numbers as JSON\n"
+            "      --diff-video FILE   ssr: per-frame vs video SR of the first clip with their frame-to-frame\n"
+            "                          difference maps (x4) below, as a video (format from the extension)\n"
+            "  -t, --threads N         threads (default: all cores)\n",
+            EVAL_DEFAULT_CAPTION_SEED);
+}
+
+static int eval_stage(int argc, char **argv) {
+    const char *model = NULL, *stage = NULL, *json_path = NULL, *diff_path = NULL, *neg = "";
+    long n = 4, size = 128, frames = 32, steps = 0, threads = 0, noise_aug = -1;
+    uint64_t caption_seed = EVAL_DEFAULT_CAPTION_SEED, seed = 0;
+    double guidance = -1;
+    const kn_cli_opt opts[] = {
+        {"--stage", NULL, KN_OPT_STR, &stage},
+        {"--model", "-m", KN_OPT_STR, &model},
+        {"--n", NULL, KN_OPT_INT, &n, 1, 100000},
+        {"--caption-seed", NULL, KN_OPT_U64, &caption_seed},
+        {"--seed", NULL, KN_OPT_U64, &seed},
+        {"--size", NULL, KN_OPT_INT, &size, 8, 1024},
+        {"--frames", NULL, KN_OPT_INT, &frames, 2, KN_SHAPES_MAX_FRAMES},
+        {"--steps", NULL, KN_OPT_INT, &steps, 1, KN_SCHED_MAX_STEPS},
+        {"--guidance", "-g", KN_OPT_FLOAT, &guidance, 0, 100},
+        {"--negative", "-n", KN_OPT_STR, &neg},
+        {"--noise-aug", NULL, KN_OPT_INT, &noise_aug, 0, 999},
+        {"--json", NULL, KN_OPT_STR, &json_path},
+        {"--diff-video", NULL, KN_OPT_STR, &diff_path},
+        {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
+    };
+    const char *pos[1];
+    int npos = 0;
+    int r = kn_cli_parse("eval", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
+    if (r == 2) {
+        stage_usage(stdout);
+        return 0;
+    }
+    if (!r)
+        return 2;
+    int tsr;
+    if (!strcmp(stage, "tsr"))
+        tsr = 1;
+    else if (!strcmp(stage, "ssr"))
+        tsr = 0;
+    else
+        return kn_cli_error("eval: --stage must be tsr or ssr, got '%s'", stage);
+    if (!model)
+        return kn_cli_error("eval: --stage %s needs --model DIR (a cascade folder)", stage);
+    if (diff_path && tsr)
+        return kn_cli_error("eval: --diff-video is for --stage ssr (per-frame vs video SR)");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
+
+    stage_ctx c = {0};
+    int rc = 1;
+    uint8_t *buf = NULL;
+    cJSON *js = NULL, *jclips = NULL;
+    FILE *jf = NULL;
+    if (kn_t2v_load(model, NULL, &c.b) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    c.loaded = 1;
+    const kn_cascade_info *ci = &c.b.cascade;
+    const kn_unet3d *net = tsr ? c.b.tsr : c.b.ssr;
+    if (!net) {
+        kn_cli_error("eval: %s has no %s stage (no %s/ folder and \"kinema\".\"cascade\".\"%s\" entry)", model, stage,
+                     stage, stage);
+        goto done;
+    }
+    const int k = tsr ? ci->tsr_factor : ci->ssr_scale; /* frame-rate factor / spatial scale */
+    c.f = 1 << (c.b.m.vae->cfg.nblocks - 1);
+    c.C = c.b.m.vae->cfg.latent_channels;
+    /* the frames and pixels each stage sees: tsr at size/2 (the base resolution) */
+    const int H = tsr ? (int)size / 2 : (int)size, F = (int)frames;
+    const int lo_H = tsr ? H : H / k, lo_F = tsr ? (F + k - 1) / k : F;
+    if (tsr && (k & (k - 1))) {
+        kn_cli_error("eval: the tsr factor %d is not a power of 2 (frame blending doubles)", k);
+        goto done;
+    }
+    if (size % 2 || H % c.f || (!tsr && (H % k || lo_H % c.f))) {
+        kn_cli_error("eval: --size %ld does not fit the stage: the %s side %d must be a multiple of the VAE factor %d%s",
+                     size, tsr ? "tsr" : "low-resolution", lo_H, c.f, tsr ? " (tsr runs at --size / 2)" : "");
+        goto done;
+    }
+    if (tsr && F % k) {
+        kn_cli_error("eval: --frames %d must be a multiple of the tsr factor %d", F, k);
+        goto done;
+    }
+    kn_stage_params sp = kn_stage_params_default();
+    sp.steps = steps > 0 ? (int)steps : tsr ? ci->tsr_steps : ci->ssr_steps;
+    sp.guidance_scale = guidance >= 0 ? (float)guidance : tsr ? ci->tsr_guidance : ci->ssr_guidance;
+    sp.seed = seed;
+    sp.sched_kind = c.b.m.sched_kind;
+    sp.fps = 16.0f;
+    if (!tsr) { /* the spatial stage's own settings */
+        sp.noise_aug = noise_aug >= 0 ? (int)noise_aug : ci->ssr_noise_aug;
+        sp.same_noise = ci->ssr_same_noise;
+        sp.chunk = ci->ssr_chunk;
+    } else if (noise_aug >= 0) {
+        kn_cli_error("eval: --noise-aug is for --stage ssr");
+        goto done;
+    }
+
+    c.L = KN_MIN(77, c.b.m.text->cfg.max_position_embeddings);
+    c.D = c.b.m.text->cfg.hidden_size;
+    const size_t nT = (size_t)F * H * H * 3, nlo = (size_t)lo_F * lo_H * lo_H * 3;
+    const int64_t h = H / c.f;
+    c.ids = malloc((size_t)(2 * c.L) * sizeof(int32_t));
+    c.emb = malloc((size_t)(2 * c.L * c.D) * sizeof(float));
+    c.vid = malloc((size_t)3 * F * H * H * sizeof(float) + (tsr ? 0 : 0));
+    c.lat = malloc((size_t)c.C * F * h * h * sizeof(float));
+    c.lat2 = malloc((size_t)c.C * F * h * h * sizeof(float));
+    /* truth (at native size for tsr), truth, low, and up to SM_MAX method outputs */
+    const size_t nnat = (size_t)F * size * size * 3;
+    buf = malloc(nnat + nT + nlo + (size_t)SM_MAX * nT);
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    c.A = kn_arena_new(phys > ((size_t)1 << 30) ? phys : ((size_t)1 << 30));
+    if (!c.ids || !c.emb || !c.vid || !c.lat || !c.lat2 || !buf || !c.A) {
+        kn_cli_error("eval: out of memory for %d frames of %dx%d", F, H, H);
+        goto done;
+    }
+    uint8_t *nat = buf, *truth = nat + nnat, *low = truth + nT, *outs = low + nlo;
+    /* methods, in table order */
+    enum { T_MODEL, T_BLEND, T_VAE, T_TRUTH, T_N };
+    enum { S_BIL, S_BIC, S_LAN, S_VIDEO, S_FRAME, S_VAE, S_TRUTH, S_N };
+    static const char *const tnames[T_N] = {"model", "blend", "vae_recon", "truth"};
+    static const char *const snames[S_N] = {"bilinear", "bicubic", "lanczos3", "video_sr", "per_frame_sr",
+                                            "vae_recon", "truth"};
+    const int nm = tsr ? T_N : S_N;
+    stage_row rows[SM_MAX] = {0};
+    for (int m = 0; m < nm; m++)
+        rows[m].name = tsr ? tnames[m] : snames[m];
+    if (json_path) {
+        js = cJSON_CreateObject();
+        jclips = cJSON_CreateArray();
+        jf = fopen(json_path, "w");
+        if (!js || !jclips || !jf) {
+            kn_cli_error("eval: cannot write --json %s: %s", json_path, jf ? "out of memory" : strerror(errno));
+            goto done;
+        }
+    }
+    fprintf(stderr, "eval --stage %s: %ld clip(s), %s, %d steps, guidance %.2f\n", stage, n,
+            tsr ? "frame interpolation" : "spatial upscaling", sp.steps, (double)sp.guidance_scale);
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        kn_shapes_caption cap;
+        char text[KN_SHAPES_CAPTION_MAX];
+        kn_shapes_render_params rp = {(int)size, F, 16};
+        kn_status st = kn_shapes_sample(KN_SPLIT_RANDOM, caption_seed, (uint64_t)i, &cap);
+        if (st == KN_OK) st = kn_shapes_format(&cap, text, sizeof text);
+        if (st == KN_OK) st = kn_shapes_render(&cap, (uint64_t)i, &rp, nat, NULL);
+        if (st == KN_OK) st = kn_tokenize_padded(c.b.tok, text, c.ids, (int)c.L, c.b.pad_id, NULL, NULL);
+        if (st == KN_OK) st = kn_tokenize_padded(c.b.tok, neg, c.ids + c.L, (int)c.L, c.b.pad_id, NULL, NULL);
+        if (st == KN_OK) st = kn_t2v_encode_text(&c.b.m, c.ids, 2, c.L, 0, c.emb);
+        const float *pe = c.emb, *ne = c.emb + c.L * c.D;
+        double ps[SM_MAX] = {0};
+        uint8_t *o[SM_MAX];
+        for (int m = 0; m < nm; m++)
+            o[m] = outs + (size_t)m * nT;
+        if (tsr) {
+            if (st == KN_OK) st = kn_eval_area_down(nat, F, (int)size, (int)size, 2, truth);
+            if (st == KN_OK) st = kn_eval_subsample_frames(truth, F, H, H, k, low);
+            /* model: encode the low-rate clip, interpolate, decode */
+            if (st == KN_OK) st = st_encode(&c, low, lo_F, H, H, c.lat);
+            if (st == KN_OK)
+                st = kn_cascade_interpolate(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, lo_F, h, h, k, &sp, c.lat2);
+            if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[T_MODEL]);
+            /* blending, doubled log2 k times */
+            if (st == KN_OK) {
+                memcpy(o[T_BLEND], low, nlo);
+                for (int g = lo_F; g < F && st == KN_OK; g *= 2) {
+                    memcpy(o[T_VAE], o[T_BLEND], (size_t)g * H * H * 3); /* scratch */
+                    st = kn_eval_blend_x2(o[T_VAE], g, H, H, o[T_BLEND]);
+                }
+            }
+        } else {
+            memcpy(truth, nat, nT);
+            if (st == KN_OK) st = kn_eval_area_down(truth, F, H, H, k, low);
+            for (int m = S_BIL; m <= S_LAN && st == KN_OK; m++)
+                st = kn_eval_upsample_clip((kn_resample_kind)(m - S_BIL), low, F, lo_H, lo_H, k, o[m]);
+            if (st == KN_OK) st = st_encode(&c, low, F, lo_H, lo_H, c.lat);
+            if (st == KN_OK)
+                st = kn_cascade_upscale(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &sp, c.lat2);
+            if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[S_VIDEO]);
+            kn_stage_params pf = sp;
+            pf.chunk = 1;
+            pf.same_noise = 0;
+            if (st == KN_OK)
+                st = kn_cascade_upscale(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &pf, c.lat2);
+            if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[S_FRAME]);
+            if (st == KN_OK && diff_path && i == 0) {
+                const uint8_t *pan[2] = {o[S_FRAME], o[S_VIDEO]};
+                uint8_t *panel = malloc(4 * nT);
+                kn_video v = {F, 2 * H, 2 * H, 16.0, panel};
+                st = panel ? kn_eval_flicker_panel(pan, 2, F, H, H, 4.0f, panel)
+                           : kn_fail(KN_ERR_NOMEM, "eval: out of memory for --diff-video");
+                if (st == KN_OK) st = kn_video_write(diff_path, &v, NULL);
+                free(panel);
+            }
+        }
+        int mv = tsr ? T_VAE : S_VAE, mt = tsr ? T_TRUTH : S_TRUTH;
+        if (st == KN_OK) st = st_encode(&c, truth, F, H, H, c.lat);
+        if (st == KN_OK) st = st_decode(&c, c.lat, F, H, H, o[mv]);
+        if (st == KN_OK) memcpy(o[mt], truth, nT);
+        for (int m = 0; m < nm; m++)
+            row_add(&rows[m], o[m], truth, F, H, H, &cap, &ps[m], &st);
+        if (st != KN_OK) {
+            kn_cli_error("eval: clip %ld: %s", i, kn_last_error());
+            goto done;
+        }
+        fprintf(stderr, "clip %-3ld %s %.2f dB vs %s %.2f dB  %s\n", i, rows[0].name, ps[tsr ? T_MODEL : S_VIDEO],
+                tsr ? "blend" : "bicubic", ps[tsr ? T_BLEND : S_BIC], text);
+        if (jclips) {
+            cJSON *jc = cJSON_CreateObject();
+            cJSON_AddStringToObject(jc, "caption", text);
+            cJSON *jp = cJSON_AddObjectToObject(jc, "psnr");
+            for (int m = 0; m < nm; m++)
+                cJSON_AddNumberToObject(jp, rows[m].name, ps[m]);
+            cJSON_AddItemToArray(jclips, jc);
+        }
+    }
+    double secs = now() - t0;
+
+    printf("stage %s: %ld clip(s) of %d frames at 16 fps, %dx%d; low: %d frames of %dx%d\n", stage, n, F, H, H, lo_F,
+           lo_H, lo_H);
+    printf("%-13s %8s %8s %8s %6s\n", "method", "psnr_db", "flicker", "area_cv", "exact");
+    for (int m = 0; m < nm; m++) {
+        const stage_row *rw = &rows[m];
+        printf("%-13s %8.2f %8.3f ", rw->name, rw->psnr_sum / rw->n, rw->flicker_sum / rw->n);
+        if (rw->cv_n)
+            printf("%8.4f", rw->cv_sum / rw->cv_n);
+        else
+            printf("%8s", "n/a");
+        printf(" %6.3f\n", (double)rw->exact / rw->n);
+    }
+    int best = tsr ? T_BLEND : S_BIL;
+    if (!tsr)
+        for (int m = S_BIC; m <= S_LAN; m++)
+            if (rows[m].psnr_sum > rows[best].psnr_sum)
+                best = m;
+    int mm = tsr ? T_MODEL : S_VIDEO;
+    printf("best baseline: %s %.2f dB; %s - best baseline: %+.2f dB\n", rows[best].name, rows[best].psnr_sum / n,
+           rows[mm].name, (rows[mm].psnr_sum - rows[best].psnr_sum) / n);
+    if (!tsr)
+        printf("flicker: per-frame SR %.3f vs video SR %.3f\n", rows[S_FRAME].flicker_sum / n,
+               rows[S_VIDEO].flicker_sum / n);
+    fflush(stdout);
+    fprintf(stderr, "%ld clip(s) in %.1f s\n", n, secs);
+
+    if (js) {
+        cJSON_AddStringToObject(js, "stage", stage);
+        cJSON_AddStringToObject(js, "model", model);
+        cJSON_AddNumberToObject(js, "n", (double)n);
+        cJSON_AddNumberToObject(js, "caption_seed", (double)caption_seed);
+        cJSON_AddNumberToObject(js, "seed", (double)seed);
+        cJSON_AddNumberToObject(js, "size", H);
+        cJSON_AddNumberToObject(js, "frames", F);
+        cJSON_AddNumberToObject(js, "low_size", lo_H);
+        cJSON_AddNumberToObject(js, "low_frames", lo_F);
+        cJSON_AddNumberToObject(js, "factor", k);
+        cJSON_AddNumberToObject(js, "steps", sp.steps);
+        cJSON_AddNumberToObject(js, "guidance", sp.guidance_scale);
+        cJSON *jm = cJSON_AddObjectToObject(js, "methods");
+        for (int m = 0; m < nm && jm; m++) {
+            cJSON *o = cJSON_AddObjectToObject(jm, rows[m].name);
+            cJSON_AddNumberToObject(o, "psnr", rows[m].psnr_sum / rows[m].n);
+            cJSON_AddNumberToObject(o, "flicker", rows[m].flicker_sum / rows[m].n);
+            if (rows[m].cv_n)
+                cJSON_AddNumberToObject(o, "area_cv", rows[m].cv_sum / rows[m].cv_n);
+            else
+                cJSON_AddNullToObject(o, "area_cv");
+            cJSON_AddNumberToObject(o, "exact", (double)rows[m].exact / rows[m].n);
+        }
+        cJSON_AddStringToObject(js, "best_baseline", rows[best].name);
+        cJSON_AddNumberToObject(js, "seconds", secs);
+        cJSON_AddItemToObject(js, "clips", jclips);
+        jclips = NULL;
+        char *jt = cJSON_Print(js);
+        errno = 0;
+        int ok = jt && fputs(jt, jf) >= 0 && fputc('\n', jf) != EOF;
+        free(jt);
+        if (fclose(jf) != 0)
+            ok = 0;
+        jf = NULL;
+        if (!ok) {
+            kn_cli_error("eval: cannot write --json %s: %s", json_path, errno ? strerror(errno) : "out of memory");
+            remove(json_path);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (jf) {
+        fclose(jf);
+        remove(json_path);
+    }
+    cJSON_Delete(js);
+    cJSON_Delete(jclips);
+    free(buf);
+    free(c.ids), free(c.emb), free(c.vid), free(c.lat), free(c.lat2);
+    kn_arena_free(c.A);
+    if (c.loaded)
+        kn_t2v_unload(&c.b);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ command */
 
 static int mkdir_p1(const char *dir) {
@@ -273,6 +682,9 @@ static int mkdir_p1(const char *dir) {
 }
 
 static int cmd_eval(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--stage") || !strncmp(argv[i], "--stage=", 8))
+            return eval_stage(argc, argv);
     const char *model = NULL, *split_name = "all", *json_path = NULL, *save_dir = NULL, *sched = NULL, *neg = "";
     long n = 20, seeds = 1, steps = 25, frames = 0, size = 0, fps = 8, threads = 0;
     uint64_t caption_seed = EVAL_DEFAULT_CAPTION_SEED;

@@ -269,3 +269,28 @@ kn_status kn_eval_tile(const uint8_t *const *clips, int rows, int cols, int F, i
             }
     return KN_OK;
 }
+
+kn_status kn_eval_flicker_panel(const uint8_t *const *clips, int n, int F, int H, int W, float gain, uint8_t *out) {
+    KN_TRY(check_clip("flicker panel", clips, out, F, H, W));
+    if (n < 1 || n > 8)
+        return kn_fail(KN_ERR_ARG, "flicker panel: %d clips, want 1..8", n);
+    const size_t cb = (size_t)F * H * W * 3;
+    uint8_t *diff = malloc(cb * (size_t)n);
+    if (!diff)
+        return kn_fail(KN_ERR_NOMEM, "flicker panel: out of memory");
+    const uint8_t *cells[16];
+    kn_status st = KN_OK;
+    for (int i = 0; i < n && st == KN_OK; i++) {
+        if (!clips[i]) {
+            st = kn_fail(KN_ERR_ARG, "flicker panel: clip %d is NULL", i);
+            break;
+        }
+        cells[i] = clips[i];
+        cells[n + i] = diff + cb * (size_t)i;
+        st = kn_eval_temporal_diff(clips[i], F, H, W, gain, diff + cb * (size_t)i);
+    }
+    if (st == KN_OK)
+        st = kn_eval_tile(cells, 2, n, F, H, W, out);
+    free(diff);
+    return st;
+}

@@ -83,4 +83,8 @@ kn_status kn_eval_temporal_diff(const uint8_t *in, int F, int H, int W, float ga
  * -> out (F, rows H, cols W, 3). */
 kn_status kn_eval_tile(const uint8_t *const *clips, int rows, int cols, int F, int H, int W, uint8_t *out);
 
+/* The flicker panel: n clips (each (F, H, W, 3)) in a top row, their temporal difference videos
+ * (kn_eval_temporal_diff with gain) below -> out (F, 2H, nW, 3). 1 <= n <= 8. */
+kn_status kn_eval_flicker_panel(const uint8_t *const *clips, int n, int F, int H, int W, float gain, uint8_t *out);
+
 #endif
