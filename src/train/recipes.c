@@ -124,8 +124,8 @@ static void cascade_common(kn_recipe *r) {
     r->vae.block_out_channels[1] = 64;
     r->vae.block_out_channels[2] = 64;
     r->vae.norm_num_groups = 16;
-    r->vae_opts.steps = 1200;
-    r->unet_opts.steps = 1500;
+    r->vae_opts.steps = 700;
+    r->unet_opts.steps = 1000;
     r->has_tsr = r->has_ssr = 1;
     static const int tc[2] = {48, 96}, ta[2] = {1, 0};
     r->tsr = unet_levels(2, tc, ta, 16, 16, 64);
@@ -143,7 +143,7 @@ static void cascade_common(kn_recipe *r) {
     r->ssr = unet_levels(2, sc, sa, 16, 16, 64);
     r->ssr.cond_channels = 4;
     r->ssr_opts = r->tsr_opts;
-    r->ssr_opts.steps = 900;
+    r->ssr_opts.steps = 2000;
     r->ssr_opts.seed = 4;
     r->ssr_so = (kn_sr_opts){.kind = KN_SR_SPATIAL, .scale = 2};
     r->ssr_data = (kn_train_data){.size = 128, .frames = 2, .fps = 16, .batch = 2};
