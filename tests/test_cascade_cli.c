@@ -284,3 +284,194 @@ KT_TEST(cascade_malformed_entries_are_one_line_errors) {
     expect_load_error("\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"],", "", "no 'tsr' component");
     expect_load_error("\"cascade\":\t{", "\"cascade_old\":\t{", "a 'tsr' component but no");
 }
+
+/* ------------------------------------------------------------ the commands */
+
+/* Reads a clip and checks its frames, size and rate. */
+static void expect_video(const char *path, int frames, int width, int height, double fps) {
+    kn_video v = {0};
+    kn_status st = kn_video_read(path, NULL, &v);
+    KT_CHECKF(st == KN_OK, "%s: %s", path, kn_last_error());
+    if (st == KN_OK)
+        KT_CHECKF(v.frames == frames && v.width == width && v.height == height && fabs(v.fps - fps) < 1e-3,
+                  "%s: %d frames %dx%d at %g fps, want %d frames %dx%d at %g fps", path, v.frames, v.width, v.height,
+                  v.fps, frames, width, height, fps);
+    kn_video_free(&v);
+}
+
+/* A moving square: frames x (w, h) at fps, written as .y4m into the test's folder. */
+static const char *input_clip(const char *name, int frames, int w, int h, double fps) {
+    static char path[4][700];
+    static int k;
+    char *p = path[k++ % 4];
+    snprintf(p, 700, "%s/%s", kt_tmpdir(), name);
+    kn_video v;
+    KT_OK(kn_video_alloc(&v, frames, h, w, fps));
+    for (int t = 0; t < frames; t++)
+        for (int y = h / 4; y < h / 2; y++)
+            for (int x = t % w; x < KN_MIN(w, t % w + w / 3); x++) {
+                uint8_t *px = kn_video_frame(&v, t) + ((size_t)y * w + x) * 3;
+                px[0] = 230, px[1] = 40, px[2] = 40;
+            }
+    KT_OK(kn_video_write(p, &v, NULL));
+    kn_video_free(&v);
+    return p;
+}
+
+/* exactly one "kinema: " line, and it is the last line */
+static int one_error_line(const char *out) {
+    int nerr = 0;
+    for (const char *q = out; (q = strstr(q, "kinema: ")); q++)
+        if (q == out || q[-1] == '\n')
+            nerr++;
+    const char *last = strstr(out, "kinema: ");
+    return nerr == 1 && last && strchr(last, '\n') == strrchr(out, '\n');
+}
+
+KT_TEST(cascade_cli_generate_runs_every_stage) {
+    const char *dir = export_cascade("casc", KN_F16);
+    if (!dir)
+        return;
+    char out[16384], keep[700], o[700];
+    snprintf(keep, sizeof keep, "%s/stages", kt_tmpdir());
+    snprintf(o, sizeof o, "%s/final.mp4", kt_tmpdir());
+    int rc = kt_run(out, sizeof out, "%s generate -m '%s' 'a red circle' --steps 2 -g 1 --keep-stages '%s' -o '%s' -t 2",
+                    kt_bin(), dir, keep, o);
+    KT_CHECKF(rc == 0, "generate failed (%d): %s", rc, out);
+    KT_CHECKF(strstr(out, "stage 0 base") && strstr(out, "stage 1 tsr") && strstr(out, "stage 2 tsr") &&
+                  strstr(out, "stage 3 ssr") && strstr(out, "total") && strstr(out, "memory:"),
+              "stage times missing: %s", out);
+    char p[800];
+    snprintf(p, sizeof p, "%s/0-base.mp4", keep);
+    expect_video(p, BASE_F, BASE_PX, BASE_PX, BASE_FPS);
+    snprintf(p, sizeof p, "%s/1-tsr.mp4", keep);
+    expect_video(p, 2 * BASE_F, BASE_PX, BASE_PX, 2 * BASE_FPS);
+    snprintf(p, sizeof p, "%s/2-tsr.mp4", keep);
+    expect_video(p, 4 * BASE_F, BASE_PX, BASE_PX, 4 * BASE_FPS);
+    snprintf(p, sizeof p, "%s/3-ssr.mp4", keep);
+    expect_video(p, 4 * BASE_F, 2 * BASE_PX, 2 * BASE_PX, 4 * BASE_FPS);
+    expect_video(o, 4 * BASE_F, 2 * BASE_PX, 2 * BASE_PX, 4 * BASE_FPS);
+    KT_CHECKF(same_file(p, o), "the final video differs from the last stage's");
+    /* --no-cascade stops after the base; --fps sets the base's rate */
+    snprintf(o, sizeof o, "%s/base.y4m", kt_tmpdir());
+    rc = kt_run(out, sizeof out, "%s generate -m '%s' 'a red circle' --steps 2 -g 1 --no-cascade --fps 6 -o '%s' -t 2",
+                kt_bin(), dir, o);
+    KT_CHECKF(rc == 0, "generate --no-cascade failed (%d): %s", rc, out);
+    KT_CHECK(!strstr(out, "stage 1"));
+    expect_video(o, BASE_F, BASE_PX, BASE_PX, 6);
+}
+
+/* The same cascade output at 1 and 2 threads (and another seed gives another video). */
+KT_TEST(cascade_cli_same_video_for_any_thread_count) {
+    const char *dir = export_cascade("casc", KN_F32);
+    if (!dir)
+        return;
+    char out[8192], a[700], b[700];
+    snprintf(a, sizeof a, "%s/a.y4m", kt_tmpdir());
+    snprintf(b, sizeof b, "%s/b.y4m", kt_tmpdir());
+    const char *args = "'a red circle' --steps 2 -g 3 --frames 4 -s 5";
+    KT_CHECKF(kt_run(out, sizeof out, "%s generate -m '%s' %s -o '%s' -t 1", kt_bin(), dir, args, a) == 0, "%s", out);
+    KT_CHECKF(kt_run(out, sizeof out, "%s generate -m '%s' %s -o '%s' -t 2", kt_bin(), dir, args, b) == 0, "%s", out);
+    KT_CHECK(kt_run(out, sizeof out, "cmp '%s' '%s'", a, b) == 0);
+    expect_video(a, 16, 2 * BASE_PX, 2 * BASE_PX, 4 * BASE_FPS);
+    KT_CHECKF(kt_run(out, sizeof out, "%s interpolate '%s' -m '%s' --steps 2 -o '%s' -t 1", kt_bin(), a, dir, b) == 0,
+              "%s", out);
+    KT_CHECKF(kt_run(out, sizeof out, "%s interpolate '%s' -m '%s' --steps 2 -o '%s.2.y4m' -t 2", kt_bin(), a, dir, b) == 0,
+              "%s", out);
+    KT_CHECK(kt_run(out, sizeof out, "cmp '%s' '%s.2.y4m'", b, b) == 0);
+}
+
+KT_TEST(cascade_cli_stage_commands_shapes_and_rates) {
+    const char *dir = export_cascade("casc", KN_F16);
+    if (!dir)
+        return;
+    const char *in = input_clip("in.y4m", 6, BASE_PX, BASE_PX, 5);
+    const char *big = input_clip("big.y4m", 3, 24, 20, 10);  /* not the base size: resized */
+    const char *odd = input_clip("odd.y4m", 3, 21, 13, 12); /* not a multiple of the VAE factor */
+    char out[8192], o[700];
+    struct {
+        const char *cmd, *in;
+        int frames, w, h;
+        double fps;
+    } cases[] = {
+        {"interpolate IN --factor 2", in, 12, BASE_PX, BASE_PX, 10},
+        {"interpolate IN --factor 3 -p 'a red square' -g 2", in, 18, BASE_PX, BASE_PX, 15},
+        {"interpolate IN", big, 6, BASE_PX, BASE_PX, 20},
+        {"extend IN --frames 9", in, 9, BASE_PX, BASE_PX, 5},
+        {"upscale IN --scale 2", in, 6, 2 * BASE_PX, 2 * BASE_PX, 5},
+        {"upscale IN", big, 3, 48, 40, 10},
+        {"upscale IN", odd, 3, 40, 24, 12},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(o, sizeof o, "%s/out%zu.y4m", kt_tmpdir(), i);
+        char args[1024];
+        const char *p = strstr(cases[i].cmd, "IN");
+        snprintf(args, sizeof args, "%.*s'%s'%s", (int)(p - cases[i].cmd), cases[i].cmd, cases[i].in, p + 2);
+        int rc = kt_run(out, sizeof out, "%s %s -m '%s' --steps 2 -s 3 -t 2 -o '%s'", kt_bin(), args, dir, o);
+        KT_CHECKF(rc == 0, "case %zu (%s) failed (%d): %s", i, cases[i].cmd, rc, out);
+        expect_video(o, cases[i].frames, cases[i].w, cases[i].h, cases[i].fps);
+    }
+}
+
+KT_TEST(cascade_cli_bad_input_fails_cleanly) {
+    const char *dir = export_cascade("casc", KN_F16);
+    if (!dir)
+        return;
+    /* a plain (single-stage) folder: no SR stages */
+    cascade_models m;
+    if (!make_models(&m))
+        return;
+    char plain[700];
+    snprintf(plain, sizeof plain, "%s/plain", kt_tmpdir());
+    KT_OK(kn_export_t2v(plain, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", NULL));
+    free_models(&m);
+    const char *in = input_clip("in.y4m", 4, BASE_PX, BASE_PX, 4);
+    char garbage[700];
+    snprintf(garbage, sizeof garbage, "%s/garbage.mp4", kt_tmpdir());
+    write_text(garbage, "not a video at all");
+    char out[8192], o[700];
+    snprintf(o, sizeof o, "%s/never.mp4", kt_tmpdir());
+    struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"interpolate IN -m PLAIN", "has no temporal SR stage"},
+        {"extend IN -m PLAIN --frames 8", "has no temporal SR stage"},
+        {"upscale IN -m PLAIN", "has no spatial SR stage"},
+        {"interpolate IN -m CASC --factor 1", "--factor"},
+        {"interpolate IN -m CASC --factor two", "--factor"},
+        {"upscale IN -m CASC --scale 9", "--scale"},
+        {"extend IN -m CASC --frames 3", "must be more than the input's 4 frames"},
+        {"extend IN -m CASC", "--frames N"},
+        {"interpolate /nonexistent/clip.mp4 -m CASC", "/nonexistent/clip.mp4"},
+        {"upscale GARBAGE -m CASC", "garbage.mp4"},
+        {"interpolate IN -m /nonexistent", "/nonexistent"},
+        {"interpolate -m CASC", "no input video"},
+        {"generate x -m CASC --keep-stages STAGES --no-cascade", "--keep-stages needs a cascade run"},
+        {"generate x -m PLAIN --keep-stages STAGES", "--keep-stages needs a cascade run"},
+        {"generate x -m CASC --vae taesd --vae-path /nonexistent", "--no-cascade"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[2048] = {0};
+        for (const char *p = cases[i].args; *p;) {
+            const char *sub = NULL;
+            size_t n = 0;
+            if (!strncmp(p, "IN", 2)) sub = in, n = 2;
+            else if (!strncmp(p, "PLAIN", 5)) sub = plain, n = 5;
+            else if (!strncmp(p, "CASC", 4)) sub = dir, n = 4;
+            else if (!strncmp(p, "GARBAGE", 7)) sub = garbage, n = 7;
+            else if (!strncmp(p, "STAGES", 6)) sub = kt_tmpdir(), n = 6;
+            size_t L = strlen(args);
+            if (sub) {
+                snprintf(args + L, sizeof args - L, "'%s'", sub);
+                p += n;
+            } else {
+                args[L] = *p++;
+            }
+        }
+        int rc = kt_run(out, sizeof out, "%s %s --steps 1 -o '%s'", kt_bin(), args, o);
+        KT_CHECKF(rc != 0, "case %zu (%s) succeeded", i, cases[i].args);
+        KT_CHECKF(strstr(out, cases[i].msg) != NULL, "case %zu: message '%s' lacks '%s'", i, out, cases[i].msg);
+        KT_CHECKF(one_error_line(out), "case %zu: not one error line: %s", i, out);
+        KT_CHECKF(file_size(o) < 0, "case %zu left %s behind", i, o);
+    }
+}

@@ -1,6 +1,8 @@
 /* cmd_generate.c — `kinema generate`: text-to-video (and video-to-video with --init-video) from
- * a diffusers pipeline folder. */
+ * a diffusers pipeline folder. A cascade model (tsr/ and ssr/, model_index.json "kinema":
+ * {"cascade"}) runs base -> temporal SR (times x) -> spatial SR -> decode unless --no-cascade. */
 #include "cli/cli.h"
+#include "cli/model_path.h"
 #include "io/safetensors.h"
 #include "io/tae_load.h"
 #include "io/t2v_load.h"
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +34,12 @@ static void usage(FILE *f) {
             "  -s, --seed N            noise seed (default 0); same seed, same video at any --threads\n"
             "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
             "      --karras            Karras sigmas (euler, euler_a, dpmpp_2m)\n"
-            "      --fps F             frame rate of the output file (default: the model's, else 8)\n"
+            "      --fps F             the base's frame rate: its fps conditioning when the UNet has one, and the\n"
+            "                          output file's rate (times the temporal SR factors of a cascade);\n"
+            "                          default: the model's, else 8\n"
+            "      --no-cascade        a cascade model: stop after the base stage\n"
+            "      --keep-stages DIR   a cascade model: also write every stage's video, DIR/0-base.mp4,\n"
+            "                          DIR/1-tsr.mp4, ..., DIR/N-ssr.mp4\n"
             "      --clip-skip K       use the text encoder's K-th last layer (default 0)\n"
             "      --latents FILE      initial latents (safetensors, one (1,C,F,h,w) tensor) instead of noise\n"
             "      --latents-tensor T  the tensor to read from --latents (default \"latents\" or the first)\n"
@@ -71,6 +79,121 @@ static int write_latents(const char *path, const float *lat, const int64_t *shap
     return st == KN_OK ? 0 : kn_cli_error("%s", kn_last_error());
 }
 
+/* Decodes a stage's latents (1, C, F, h, w) and writes them as DIR/<idx>-<name>.mp4. */
+static int write_stage(const kn_t2v_bundle *b, kn_arena *A, const char *dir, int idx, const char *name,
+                       const float *lat, int64_t F, int64_t h, int64_t w, int chunk, double fps, float *video,
+                       uint8_t *rgb, int decoded) {
+    int f = 1 << (b->m.vae->cfg.nblocks - 1);
+    if (!decoded && kn_t2v_decode(&b->m, A, lat, F, h, w, chunk, video) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    kn_video_to_rgb8(video, F, h * f, w * f, rgb);
+    kn_video v = {(int)F, (int)(h * f), (int)(w * f), fps, rgb};
+    char path[2200];
+    snprintf(path, sizeof path, "%s/%d-%s.mp4", dir, idx, name);
+    if (kn_video_write(path, &v, NULL) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    fprintf(stderr, "wrote %s\n", path);
+    return 0;
+}
+
+/* The SR stages of a cascade after the base: temporal SR b->cascade.tsr_times times, then spatial
+ * SR, each from the stage's own settings in model_index.json; the final latents replace *lat
+ * (which must hold the final size) and are decoded into video. Frames, latent size and rate are
+ * updated in place. keep: also write each stage (DIR/1-tsr.mp4, ...). Returns 0 or 1 (error
+ * printed). */
+static int run_cascade(const kn_t2v_bundle *b, kn_arena *A, const float *pos, const float *neg, int64_t L,
+                       uint64_t seed, const char *keep, int chunk, float *lat, int64_t *F, int64_t *h, int64_t *w,
+                       double *fps, float *video, uint8_t *rgb) {
+    const kn_cascade_info *ci = &b->cascade;
+    int64_t C = b->m.unet->cfg.in_channels;
+    int64_t Ff = *F, hf = *h, wf = *w;
+    for (int i = 0; b->tsr && i < ci->tsr_times; i++)
+        Ff *= ci->tsr_factor;
+    if (b->ssr)
+        hf *= ci->ssr_scale, wf *= ci->ssr_scale;
+    float *next = malloc((size_t)(C * Ff * hf * wf) * sizeof(float));
+    if (!next)
+        return kn_cli_error("generate: out of memory for the cascade's %lld-frame latents", (long long)Ff);
+    int nst = (b->tsr ? ci->tsr_times : 0) + (b->ssr ? 1 : 0);
+    for (int s = 0; s < nst; s++) {
+        int temporal = b->tsr && s < ci->tsr_times;
+        double t0 = now();
+        kn_stage_params p = kn_stage_params_default();
+        p.seed = seed + 1 + (uint64_t)s; /* each stage its own noise */
+        p.sched_kind = b->m.sched_kind;
+        kn_status st;
+        if (temporal) {
+            p.steps = ci->tsr_steps;
+            p.guidance_scale = ci->tsr_guidance;
+            p.fps = (float)(*fps * ci->tsr_factor);
+            st = kn_cascade_interpolate(b->tsr, &b->m.sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->tsr_factor, &p,
+                                        next);
+            *F *= ci->tsr_factor;
+            *fps *= ci->tsr_factor;
+        } else {
+            p.steps = ci->ssr_steps;
+            p.guidance_scale = ci->ssr_guidance;
+            p.noise_aug = b->ssr->cfg.noise_aug_cond ? ci->ssr_noise_aug : 0;
+            p.same_noise = ci->ssr_same_noise;
+            p.chunk = ci->ssr_chunk;
+            st = kn_cascade_upscale(b->ssr, &b->m.sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
+            *h *= ci->ssr_scale;
+            *w *= ci->ssr_scale;
+        }
+        if (st != KN_OK) {
+            free(next);
+            return kn_cli_error("%s", kn_last_error());
+        }
+        memcpy(lat, next, (size_t)(C * *F * *h * *w) * sizeof(float));
+        int f = 1 << (b->m.vae->cfg.nblocks - 1);
+        fprintf(stderr, "stage %d %s: %lld frames %lldx%lld at %g fps in %.1f s\n", s + 1, temporal ? "tsr" : "ssr",
+                (long long)*F, (long long)(*w * f), (long long)(*h * f), *fps, now() - t0);
+        if (keep && write_stage(b, A, keep, s + 1, temporal ? "tsr" : "ssr", lat, *F, *h, *w, chunk, *fps, video, rgb, 0)) {
+            free(next);
+            return 1;
+        }
+    }
+    free(next);
+    if (!keep && kn_t2v_decode(&b->m, A, lat, *F, *h, *w, chunk, video) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    return 0;
+}
+
+/* Activations of the SR stages (each stage's UNet at its output size, with its CFG batch and
+ * frame chunk) and the cascade's heap buffers: the larger of that and the base's estimate is
+ * what the run needs. */
+static size_t cascade_estimate(const kn_t2v_bundle *b, const kn_t2v_params *base) {
+    const kn_cascade_info *ci = &b->cascade;
+    kn_t2v_models m = b->m;
+    kn_t2v_params p = *base;
+    size_t peak = 0;
+    if (b->tsr) {
+        m.unet = b->tsr;
+        p.guidance_scale = ci->tsr_guidance;
+        for (int i = 0; i < ci->tsr_times; i++) {
+            p.frames *= ci->tsr_factor;
+            size_t e = kn_t2v_estimate_bytes(&m, &p);
+            peak = e > peak ? e : peak;
+        }
+    }
+    if (b->ssr) {
+        m.unet = b->ssr;
+        p.guidance_scale = ci->ssr_guidance;
+        p.height *= ci->ssr_scale;
+        p.width *= ci->ssr_scale;
+        int frames = p.frames;
+        if (ci->ssr_chunk > 0 && ci->ssr_chunk < p.frames)
+            p.frames = ci->ssr_chunk; /* the UNet sees one chunk; the decode below all frames */
+        size_t e = kn_t2v_estimate_bytes(&m, &p);
+        peak = e > peak ? e : peak;
+        p.frames = frames;
+    }
+    int f = 1 << (b->m.vae->cfg.nblocks - 1);
+    double lat = (double)b->m.unet->cfg.in_channels * p.frames * (p.height / f) * (p.width / f) * 4.0;
+    double vid = (double)p.frames * p.height * p.width * 3.0 * (4.0 + 1.0);
+    return peak + (size_t)(3 * lat + vid);
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
                *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL, *vae_kind = NULL,
@@ -78,7 +201,8 @@ static int cmd_generate(int argc, char **argv) {
     long steps = 25, frames = 0, height = 0, width = 0, clip_skip = 0, chunk = 4, threads = 0;
     uint64_t seed = 0;
     double guidance = 9.0, fps = 0, strength = 0.6;
-    int karras = 0;
+    int karras = 0, no_cascade = 0;
+    const char *keep_stages = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     const kn_cli_opt opts[] = {
         {"--prompt", "-p", KN_OPT_STR, &prompt},
@@ -107,6 +231,8 @@ static int cmd_generate(int argc, char **argv) {
         {"--vae", NULL, KN_OPT_STR, &vae_kind},
         {"--vae-path", NULL, KN_OPT_STR, &vae_path},
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
+        {"--no-cascade", NULL, KN_OPT_FLAG, &no_cascade},
+        {"--keep-stages", NULL, KN_OPT_STR, &keep_stages},
     };
     const char *pos[1];
     int npos = 0;
@@ -124,29 +250,8 @@ static int cmd_generate(int argc, char **argv) {
     if (!prompt)
         return kn_cli_error("generate: no prompt given (kinema generate \"a small red circle moving left\")");
     char bundled[2048];
-    if (!model && getenv("KINEMA_MODEL") && *getenv("KINEMA_MODEL"))
-        model = getenv("KINEMA_MODEL");
-    if (!model) {
-        /* the bundled model: models/default next to the binary's folder (build/kinema ->
-         * models/default), or in the current folder */
-        char exe[1024];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        struct stat sb;
-        if (n > 0) {
-            exe[n] = 0;
-            char *slash = strrchr(exe, '/');
-            if (slash) *slash = 0;
-            snprintf(bundled, sizeof bundled, "%s/../models/default/model_index.json", exe);
-            if (stat(bundled, &sb) == 0) {
-                snprintf(bundled, sizeof bundled, "%s/../models/default", exe);
-                model = bundled;
-            }
-        }
-        if (!model && stat("models/default/model_index.json", &sb) == 0)
-            model = "models/default";
-        if (!model)
-            return kn_cli_error("generate: no --model given and no bundled model in models/default");
-    }
+    if (!(model = kn_cli_model_path("generate", model, bundled, sizeof bundled)))
+        return 1;
     int vk = 0; /* 0: the model's VAE, 1: TAESD, 2: TAEHV */
     if (vae_kind) {
         if (!strcmp(vae_kind, "taesd")) vk = 1;
@@ -166,6 +271,20 @@ static int cmd_generate(int argc, char **argv) {
     float *emb = NULL, *lat0 = NULL, *vlat = NULL, *latents = NULL, *video = NULL;
     uint8_t *rgb = NULL;
     kn_arena *A = NULL;
+    int casc = !no_cascade && (b.tsr || b.ssr); /* run the SR stages after the base */
+    if (casc && vk) {
+        kn_cli_error("generate: --vae %s decodes only a single stage; add --no-cascade to this cascade model", vae_kind);
+        goto done;
+    }
+    if (keep_stages && !casc) {
+        kn_cli_error("generate: --keep-stages needs a cascade run (%s)",
+                     no_cascade ? "--no-cascade was given" : "this model has no tsr/ or ssr/ stage");
+        goto done;
+    }
+    if (keep_stages && mkdir(keep_stages, 0755) != 0 && errno != EEXIST) {
+        kn_cli_error("generate: %s: cannot create: %s", keep_stages, strerror(errno));
+        goto done;
+    }
     if (sched) {
         int k = kn_sched_kind_parse(sched);
         if (k < 0) {
@@ -262,6 +381,10 @@ static int cmd_generate(int argc, char **argv) {
         goto done;
     }
     size_t est = kn_t2v_estimate_bytes(&b.m, &par), avail = kn_mem_available();
+    if (casc) {
+        size_t ce = cascade_estimate(&b, &par);
+        est = ce > est ? ce : est;
+    }
     fprintf(stderr, "memory: %.0f MiB of weights + about %.0f MiB of activations (%.0f MiB available)\n",
             b.weight_bytes / 1048576.0, est / 1048576.0, avail / 1048576.0);
     if (avail && est > avail) {
@@ -295,9 +418,14 @@ static int cmd_generate(int argc, char **argv) {
         goto done;
     }
     int64_t Fmax = vk == 2 ? 4 * F : F; /* TAEHV makes 4F-3 frames */
-    latents = malloc((size_t)(C * F * h * w) * sizeof(float));
-    video = malloc((size_t)(3 * Fmax * par.height * par.width) * sizeof(float));
-    rgb = malloc((size_t)(3 * Fmax * par.height * par.width));
+    int64_t smax = 1; /* the cascade's final size: Fmax frames, smax times the side */
+    for (int i = 0; casc && b.tsr && i < b.cascade.tsr_times; i++)
+        Fmax *= b.cascade.tsr_factor;
+    if (casc && b.ssr)
+        smax = b.cascade.ssr_scale;
+    latents = malloc((size_t)(C * Fmax * h * w * smax * smax) * sizeof(float));
+    video = malloc((size_t)(3 * Fmax * par.height * par.width * smax * smax) * sizeof(float));
+    rgb = malloc((size_t)(3 * Fmax * par.height * par.width * smax * smax));
     if (!latents || !video || !rgb) {
         kn_cli_error("generate: out of memory for a %lldx%dx%d video", (long long)F, par.width, par.height);
         goto done;
@@ -332,11 +460,23 @@ static int cmd_generate(int argc, char **argv) {
     progress pr = {now()};
     par.on_step = on_step;
     par.user = &pr;
-    if (kn_t2v_run(&b.m, A, emb, emb + L * D, L, &par, latents, vk ? NULL : video) != KN_OK ||
+    par.fps = (float)fps;
+    if (kn_t2v_run(&b.m, A, emb, emb + L * D, L, &par, latents, vk || (casc && !keep_stages) ? NULL : video) != KN_OK ||
         (vk == 1 && kn_t2v_decode_taesd(tsd, A, latents, C, F, h, w, (int)chunk, video) != KN_OK) ||
         (vk == 2 && kn_t2v_decode_taehv(thv, A, latents, C, F, h, w, video, &F) != KN_OK)) {
         kn_cli_error("%s", kn_last_error());
         goto done;
+    }
+    if (casc) {
+        fprintf(stderr, "stage 0 base: %lld frames %dx%d at %g fps in %.1f s\n", (long long)F, par.width, par.height,
+                fps, now() - pr.t0);
+        if (keep_stages && write_stage(&b, A, keep_stages, 0, "base", latents, F, h, w, (int)chunk, fps, video, rgb, 1))
+            goto done;
+        if (run_cascade(&b, A, emb, emb + L * D, L, seed, keep_stages, (int)chunk, latents, &F, &h, &w, &fps, video,
+                        rgb))
+            goto done;
+        par.height = (int)(h * f);
+        par.width = (int)(w * f);
     }
     double gen_s = now() - pr.t0;
     if (save_latents && write_latents(save_latents, latents, (int64_t[]){1, C, F, h, w}))
@@ -347,8 +487,8 @@ static int cmd_generate(int argc, char **argv) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
-    fprintf(stderr, "wrote %s: %lld frames %dx%d at %g fps in %.1f s (peak RSS %.0f MiB)\n", out, (long long)F,
-            par.width, par.height, fps, gen_s, kn_peak_rss() / 1048576.0);
+    fprintf(stderr, "wrote %s: %lld frames %dx%d at %g fps in %.1f s%s (peak RSS %.0f MiB)\n", out, (long long)F,
+            par.width, par.height, fps, gen_s, casc ? " (total of the stages)" : "", kn_peak_rss() / 1048576.0);
     rc = 0;
 done:
     free(emb);
