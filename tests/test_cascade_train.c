@@ -4,7 +4,7 @@
  * inputs (fps embedding, cond slice of conv_in), and the noise conditioning augmentation really
  * noises the cond. Tiny frozen VAE (8/16 channels) and text encoder, UNet 16/32 channels.
  *
- * KINEMA_SR_BENCH=1 adds a timing run (cascade_train_bench): seconds per step of a 48/96-channel
+ * KINEMA_SR_BENCH=N (threads, 0: 2) adds a timing run (cascade_train_bench): seconds per step of a 48/96-channel
  * tsr (16 frames, 16x16 latents, batch 2) and ssr (4 frames, 32x32 latents, batch 2). */
 #include "kt.h"
 
@@ -35,7 +35,7 @@ static kn_status toy_tok(const char *text, int32_t *ids, int len, void *user) {
     return KN_OK;
 }
 
-static int env_init(env *e, int size) {
+static int env_init_arena(env *e, int size, size_t arena_bytes) {
     memset(e, 0, sizeof *e);
     kn_vae_config v = kn_vae_config_default();
     v.nblocks = 2;
@@ -56,7 +56,7 @@ static int env_init(env *e, int size) {
     t.hidden_act = KN_ACT_GELU;
     t.eos_token_id = 255;
     e->text = kn_clip_text_new(&t);
-    e->A = kn_arena_new((size_t)512 << 20);
+    e->A = kn_arena_new(arena_bytes);
     e->sched = kn_sched_config_modelscope();
     KT_CHECKF(e->vae && e->text && e->A, "setup: %s", kn_last_error());
     if (!e->vae || !e->text || !e->A)
@@ -70,6 +70,8 @@ static int env_init(env *e, int size) {
     e->vae->cfg.scaling_factor = sc;
     return 1;
 }
+
+static int env_init(env *e, int size) { return env_init_arena(e, size, (size_t)512 << 20); }
 
 static void env_free(env *e) {
     if (e->vae) kn_vae_free(e->vae);
@@ -370,43 +372,133 @@ out:
     env_free(&e);
 }
 
-/* Timing (KINEMA_SR_BENCH=1): 48/96-channel stages, batch 2, 3 timed steps after 1 warm-up. */
-KT_TEST(cascade_train_bench) {
-    if (!getenv("KINEMA_SR_BENCH")) {
-        KT_CHECK(1);
-        return;
-    }
-    for (int kind = 0; kind < 2; kind++) {
-        int size = kind == KN_SR_TEMPORAL ? 32 : 64; /* VAE f = 2: 16x16 / 32x32 latents */
-        env e;
-        if (!env_init(&e, size)) {
-            env_free(&e);
-            return;
+/* The draws of the options reach the model: the first step's loss changes with the mask kind,
+ * the skip, the fps, the rank; grad_sync runs once per step and its failure stops the run. */
+typedef struct {
+    int calls, fail_at;
+} sync_rec;
+
+static kn_status count_sync(kn_params *P, void *user) {
+    sync_rec *r = user;
+    (void)P;
+    if (++r->calls == r->fail_at)
+        return kn_fail(KN_ERR_IO, "grad sync: peer went away");
+    return KN_OK;
+}
+
+KT_TEST(cascade_train_tsr_options_reach_the_model) {
+    env e;
+    if (!env_init(&e, 16)) goto out;
+    kn_unet3d_config cfg = sr_config(KN_SR_TEMPORAL, 0, 8, 16);
+    kn_train_data d = {.size = 16, .frames = 4, .batch = 1};
+    enum { NV = 6 };
+    double first[NV];
+    for (int k = 0; k < NV; k++) {
+        kn_unet3d *u = sr_model(&cfg, 5);
+        if (!u) goto out;
+        kn_sr_opts so = {.kind = KN_SR_TEMPORAL, .nfps = 1, .fps = {8}, .nskips = 1, .skips = {2}};
+        kn_train_opts o = train_opts(2);
+        o.cond_dropout = 0;
+        sync_rec sr = {0, 0};
+        o.grad_sync = count_sync;
+        o.grad_sync_user = &sr;
+        if (k == 1) so.p_extrapolate = 1;   /* extrapolation mask */
+        if (k == 2) so.skips[0] = 4;        /* another skip */
+        if (k == 3) so.fps[0] = 16;         /* another rate (clip and fps embedding) */
+        if (k == 4) o.rank = 1, o.world = 2; /* another rank's samples */
+        if (k == 5) sr.fail_at = 2;
+        rec r;
+        kn_status st = train(&e, u, &so, &o, &d, -1, &r);
+        if (k == 5) {
+            KT_CHECKF(st == KN_ERR_IO && strstr(kn_last_error(), "peer went away") && r.last == 0,
+                      "grad_sync failure: status %d, last step %lld, '%s'", (int)st, (long long)r.last, kn_last_error());
+        } else {
+            KT_OK(st);
+            KT_CHECKF(sr.calls == 2, "grad_sync called %d times in 2 steps", sr.calls);
         }
-        kn_unet3d_config cfg = sr_config((kn_sr_kind)kind, kind == KN_SR_SPATIAL, 48, 96);
-        cfg.norm_num_groups = 16;
-        cfg.attention_head_dim = 8;
+        first[k] = r.loss[0];
+        kn_unet3d_free(u);
+    }
+    for (int k = 1; k < 5; k++)
+        KT_CHECKF(first[k] != first[0], "variant %d: the first loss %.9g did not change", k, first[k]);
+    KT_CHECK(first[5] == first[0]);
+out:
+    env_free(&e);
+}
+
+/* A mixed batch of the spatial stage (joint image-video training): the image sample's temporal
+ * layers are skipped, which changes the loss; the run stays reproducible. */
+static int odd_is_image(uint64_t index, void *user) {
+    (void)user;
+    return (int)(index & 1);
+}
+
+KT_TEST(cascade_train_ssr_mixed_image_batch) {
+    env e;
+    if (!env_init(&e, 16)) goto out;
+    kn_unet3d_config cfg = sr_config(KN_SR_SPATIAL, 0, 8, 16);
+    double first[3];
+    for (int k = 0; k < 3; k++) {
+        kn_unet3d *u = sr_model(&cfg, 6);
+        if (!u) goto out;
+        kn_sr_opts so = ssr_opts(0);
+        kn_train_opts o = train_opts(2);
+        kn_train_data d = {.size = 16, .frames = 3, .fps = 8, .batch = 2, .is_image = k ? odd_is_image : NULL};
+        rec r;
+        KT_OK(train(&e, u, &so, &o, &d, -1, &r));
+        first[k] = r.loss[0];
+        kn_unet3d_free(u);
+    }
+    KT_CHECKF(first[1] != first[0] && first[1] == first[2], "losses: videos %.9g, mixed %.9g, mixed again %.9g",
+              first[0], first[1], first[2]);
+out:
+    env_free(&e);
+}
+
+/* Shapes of the stages at other sizes (small by default); with KINEMA_SR_BENCH=threads the
+ * measured configs: 48/96-channel stages, batch 2, tsr 16 frames of 16x16 latents, ssr 4 frames of
+ * 32x32 latents, 3 timed steps after 1 warm-up, seconds per step printed to stderr. */
+KT_TEST(cascade_train_bench) {
+    const char *bench = getenv("KINEMA_SR_BENCH");
+    int prev = kn_set_threads(bench && atoi(bench) > 0 ? atoi(bench) : kn_get_threads());
+    for (int kind = 0; kind < 2; kind++) {
+        int size = kind == KN_SR_TEMPORAL ? (bench ? 32 : 16) : (bench ? 64 : 16); /* VAE f = 2 */
+        int c0 = bench ? 48 : 8, c1 = bench ? 96 : 16;
+        env e;
+        if (!env_init_arena(&e, size, bench ? (size_t)6 << 30 : (size_t)256 << 20)) {
+            env_free(&e);
+            break;
+        }
+        kn_unet3d_config cfg = sr_config((kn_sr_kind)kind, kind == KN_SR_SPATIAL, c0, c1);
+        if (bench) {
+            cfg.norm_num_groups = 16;
+            cfg.attention_head_dim = 8;
+        }
         kn_unet3d *u = sr_model(&cfg, 1);
         kn_sr_opts so = kind == KN_SR_TEMPORAL ? tsr_opts() : ssr_opts(500);
         kn_train_opts o = train_opts(4);
-        kn_train_data d = {.size = size, .frames = kind == KN_SR_TEMPORAL ? 16 : 4, .fps = 8, .batch = 2};
+        kn_train_data d = {.size = size, .frames = kind == KN_SR_TEMPORAL ? (bench ? 16 : 4) : (bench ? 4 : 1), .fps = 8,
+                           .batch = 2};
         kn_stage_state s;
-        rec r = {.stop = -1};
+        rec r = {.stop = 0}; /* warm-up: stop after step 0 */
         if (u && kn_stage_state_init(&s, &u->P, &o) == KN_OK) {
-            o.steps = 1;
             KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, toy_tok, NULL, e.A, on_progress, &r));
             struct timespec t0, t1;
             clock_gettime(CLOCK_MONOTONIC, &t0);
-            o.steps = 4;
+            r.stop = -1;
             KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, toy_tok, NULL, e.A, on_progress, &r));
             clock_gettime(CLOCK_MONOTONIC, &t1);
+            KT_CHECKF(s.step == 4 && r.last == 3 && isfinite(r.loss[3]) && r.loss[3] > 0, "%s: step %lld, loss %g",
+                      kind ? "ssr" : "tsr", (long long)s.step, r.loss[3]);
             double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-            fprintf(stderr, "bench %s 48/96 batch 2, %d frames, %dx%d latents, %d threads: %.3f s/step, arena peak %.1f MB\n",
-                    kind == KN_SR_TEMPORAL ? "tsr" : "ssr", d.frames, size / 2, size / 2, kn_get_threads(), sec / 3,
-                    kn_arena_peak(e.A) / 1e6);
+            if (bench)
+                fprintf(stderr, "bench %s %d/%d batch 2, %d frames, %dx%d latents, %d threads: %.3f s/step, arena peak %.1f MB\n",
+                        kind == KN_SR_TEMPORAL ? "tsr" : "ssr", c0, c1, d.frames, size / 2, size / 2, kn_get_threads(),
+                        sec / 3, kn_arena_peak(e.A) / 1e6);
             kn_stage_state_free(&s);
         }
         if (u) kn_unet3d_free(u);
         env_free(&e);
     }
+    kn_set_threads(prev);
 }

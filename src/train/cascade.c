@@ -301,7 +301,19 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             }
             wts[b] = (float)wgt;
         }
+        /* joint image-video training (spatial stage only): temporal layers off for image samples */
+        int *img = kn_arena_alloc(A, (size_t)B * sizeof(int));
+        int any_img = 0;
+        if (!img) {
+            st = KN_ERR_NOMEM;
+            break;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            img[b] = !temporal && d->is_image ? d->is_image(sample_index(o, step, B, b), d->source_user) : 0;
+            any_img |= img[b];
+        }
         kn_unet3d_cond uc = {0};
+        uc.is_image = any_img ? img : NULL;
         uc.cond = cv;
         uc.fps = sr->cfg.fps_cond ? fpsv : NULL;
         uc.noise_aug = sr->cfg.noise_aug_cond ? augv : NULL;
