@@ -60,6 +60,7 @@ static void free_models(cascade_models *m) {
 static int make_models(cascade_models *m) {
     memset(m, 0, sizeof *m);
     kn_unet3d_config b = unet_cfg(BASE_PX / 2), t = b, s = b;
+    b.fps_cond = 1; /* Make-A-Video's base: generate --fps conditions it */
     t.fps_cond = 1;
     t.cond_channels = 5;
     s.cond_channels = 4;
@@ -283,6 +284,25 @@ KT_TEST(cascade_malformed_entries_are_one_line_errors) {
     /* a stage without its folder entry, and a folder entry without its stage */
     expect_load_error("\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"],", "", "no 'tsr' component");
     expect_load_error("\"cascade\":\t{", "\"cascade_old\":\t{", "a 'tsr' component but no");
+    /* the ssr UNet of the folder is noise-augmentation conditioned; an ssr without it cannot take noise_aug */
+    {
+        const char *dir = export_cascade("bad_aug", KN_F32);
+        char p[800];
+        snprintf(p, sizeof p, "%s/ssr/config.json", dir ? dir : "");
+        char *c = dir ? read_text(p) : NULL;
+        char *at = c ? strstr(c, "\"noise_aug_cond\":\ttrue") : NULL;
+        KT_CHECK(at != NULL);
+        if (at) {
+            memcpy(at, "\"noise_aug_xxxx\"", 16);
+            write_text(p, c);
+            kn_t2v_bundle b;
+            kn_status st = kn_t2v_load(dir, NULL, &b);
+            KT_CHECK(st != KN_OK && strstr(kn_last_error(), "not noise-augmentation conditioned"));
+            if (st == KN_OK)
+                kn_t2v_unload(&b);
+        }
+        free(c);
+    }
 }
 
 /* ------------------------------------------------------------ the commands */
@@ -359,6 +379,21 @@ KT_TEST(cascade_cli_generate_runs_every_stage) {
     KT_CHECKF(rc == 0, "generate --no-cascade failed (%d): %s", rc, out);
     KT_CHECK(!strstr(out, "stage 1"));
     expect_video(o, BASE_F, BASE_PX, BASE_PX, 6);
+    /* the memory estimate counts the SR stages: more than the base alone */
+    double mib_base = 0, mib_casc = 0;
+    const char *m = strstr(out, "MiB of weights + about ");
+    KT_CHECKF(m && sscanf(m, "MiB of weights + about %lf", &mib_base) == 1, "%s", out);
+    /* the fps conditioning reaches the base: another rate, another video */
+    snprintf(p, sizeof p, "%s/base4.y4m", kt_tmpdir());
+    rc = kt_run(out, sizeof out, "%s generate -m '%s' 'a red circle' --steps 2 -g 1 --no-cascade --fps 4 -o '%s' -t 2",
+                kt_bin(), dir, p);
+    KT_CHECKF(rc == 0, "%s", out);
+    KT_CHECK(kt_run(out, sizeof out, "cmp -s '%s' '%s'", o, p) != 0);
+    rc = kt_run(out, sizeof out, "%s generate -m '%s' 'a red circle' --steps 2 -g 1 -o '%s' -t 2", kt_bin(), dir, o);
+    KT_CHECKF(rc == 0, "%s", out);
+    m = strstr(out, "MiB of weights + about ");
+    KT_CHECKF(m && sscanf(m, "MiB of weights + about %lf", &mib_casc) == 1, "%s", out);
+    KT_CHECKF(mib_casc > mib_base, "cascade estimate %g MiB <= base %g MiB", mib_casc, mib_base);
 }
 
 /* The same cascade output at 1 and 2 threads (and another seed gives another video). */

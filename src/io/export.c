@@ -283,6 +283,9 @@ static kn_status check_cascade(const char *dir, const kn_unet3d *unet, const kn_
             return kn_fail(KN_ERR_ARG, "%s: %s cond_channels is %d, the cascade needs %d", dir, name[i],
                            u->cond_channels, i == 0 ? C + 1 : C);
     }
+    if (o->ssr && c->ssr_noise_aug > 0 && !o->ssr->cfg.noise_aug_cond)
+        return kn_fail(KN_ERR_ARG, "%s: cascade ssr noise_aug %d needs an ssr UNet with noise_aug_cond", dir,
+                       c->ssr_noise_aug);
     if (o->tsr && (c->tsr_factor < 2 || c->tsr_factor > 8 || c->tsr_times < 1 || c->tsr_times > 4 || c->tsr_steps < 1 ||
                    c->tsr_steps > KN_SCHED_MAX_STEPS || !(c->tsr_guidance >= 0 && c->tsr_guidance <= 100)))
         return kn_fail(KN_ERR_ARG, "%s: cascade tsr factor %d (2..8), times %d (1..4), steps %d (1..%d), guidance %g "

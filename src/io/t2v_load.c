@@ -284,6 +284,11 @@ kn_status kn_t2v_load(const char *dir, const char *variant, kn_t2v_bundle *b) {
                                  i == 0 ? &b->tsr : &b->ssr, &b->w[3 + i], &b->mapped_bytes)) != KN_OK)
                 goto fail;
             b->weight_bytes += (i == 0 ? b->tsr : b->ssr)->P.numel * sizeof(float);
+            if (i == 1 && b->cascade.ssr_noise_aug > 0 && !b->ssr->cfg.noise_aug_cond) {
+                st = kn_fail(KN_ERR_FORMAT, "%s/model_index.json: \"kinema\".\"cascade\".\"ssr\" has noise_aug %d but "
+                             "ssr/ is not noise-augmentation conditioned (noise_aug_cond)", pf.root, b->cascade.ssr_noise_aug);
+                goto fail;
+            }
         }
     }
     return KN_OK;
