@@ -510,3 +510,71 @@ KT_TEST(cascade_cli_bad_input_fails_cleanly) {
         KT_CHECKF(file_size(o) < 0, "case %zu left %s behind", i, o);
     }
 }
+
+/* interpolate keeps the input frames: output frame factor * i decodes to what input frame i
+ * VAE-encodes and decodes to (the sampler copies the known latents); extend keeps the first F. */
+KT_TEST(cascade_cli_known_frames_are_kept) {
+    const char *dir = export_cascade("casc", KN_F32);
+    if (!dir)
+        return;
+    const char *in = input_clip("in.y4m", 4, BASE_PX, BASE_PX, 4);
+    char out[8192], oi[700], oe[700];
+    snprintf(oi, sizeof oi, "%s/i.y4m", kt_tmpdir());
+    snprintf(oe, sizeof oe, "%s/e.y4m", kt_tmpdir());
+    KT_CHECKF(kt_run(out, sizeof out, "%s interpolate '%s' -m '%s' --factor 3 --steps 2 -o '%s'", kt_bin(), in, dir, oi) == 0,
+              "%s", out);
+    KT_CHECKF(kt_run(out, sizeof out, "%s extend '%s' -m '%s' --frames 7 --steps 2 -o '%s'", kt_bin(), in, dir, oe) == 0,
+              "%s", out);
+    /* the reference: encode + decode of the input through the same VAE */
+    kn_t2v_bundle b;
+    kn_video v = {0}, vi = {0}, ve = {0};
+    kn_tensor vt = {0};
+    float *lat = NULL, *dec = NULL;
+    uint8_t *ref = NULL;
+    kn_arena *A = NULL;
+    if (kn_t2v_load(dir, NULL, &b) != KN_OK) {
+        KT_CHECKF(0, "%s", kn_last_error());
+        return;
+    }
+    const int64_t F = 4, S = BASE_PX, h = S / 2, n = S * S * 3;
+    KT_OK(kn_video_read(in, NULL, &v));
+    KT_OK(kn_video_read(oi, NULL, &vi));
+    KT_OK(kn_video_read(oe, NULL, &ve));
+    KT_CHECK(v.frames == F && vi.frames == 3 * F && ve.frames == 7);
+    A = kn_arena_new((size_t)256 << 20);
+    lat = malloc((size_t)(4 * F * h * h) * sizeof(float));
+    dec = malloc((size_t)(3 * F * S * S) * sizeof(float));
+    ref = malloc((size_t)(F * n));
+    if (v.frames != F || vi.frames != 3 * F || ve.frames != 7 || !A || !lat || !dec || !ref)
+        goto out;
+    KT_OK(kn_video_to_tensor(NULL, &v, 1, &vt));
+    KT_OK(kn_t2v_encode_video(&b.m, A, vt.data, F, S, S, 4, lat));
+    KT_OK(kn_t2v_decode(&b.m, A, lat, F, h, h, 4, dec));
+    kn_video_to_rgb8(dec, F, S, S, ref);
+    int di = 0, de = 0, dmid = 0;
+    for (int64_t t = 0; t < F; t++)
+        for (int64_t j = 0; j < n; j++) {
+            int r = ref[t * n + j];
+            di = KN_MAX(di, abs((int)kn_video_frame(&vi, (int)(3 * t))[j] - r));
+            de = KN_MAX(de, abs((int)kn_video_frame(&ve, (int)t)[j] - r));
+            dmid = KN_MAX(dmid, abs((int)kn_video_frame(&vi, (int)(3 * t + 1))[j] - r));
+        }
+    int lo = 255, hi = 0;
+    for (int64_t j = 0; j < F * n; j++)
+        lo = KN_MIN(lo, ref[j]), hi = KN_MAX(hi, ref[j]);
+    KT_CHECKF(hi - lo > 20, "the reference frames are flat (%d..%d): the check would be empty", lo, hi);
+    /* .y4m stores YUV 4:4:4: a few levels of rounding */
+    KT_CHECKF(di <= 4, "interpolate: kept frames differ from the input's by %d", di);
+    KT_CHECKF(de <= 4, "extend: kept frames differ from the input's by %d", de);
+    KT_CHECKF(dmid > 4, "interpolate: generated frames equal the known ones (max diff %d)", dmid);
+out:
+    kn_tensor_free(&vt);
+    kn_video_free(&v);
+    kn_video_free(&vi);
+    kn_video_free(&ve);
+    free(lat);
+    free(dec);
+    free(ref);
+    kn_arena_free(A);
+    kn_t2v_unload(&b);
+}
