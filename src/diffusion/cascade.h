@@ -25,7 +25,8 @@ typedef struct kn_stage_params {
     float guidance_scale; /* <= 1: no classifier-free guidance (default 1) */
     uint64_t seed;        /* noise: Philox stream of (seed), element index = latent index */
     float fps;            /* temporal: the output frame rate (required by fps-conditioned UNets) */
-    int noise_aug;        /* spatial: augmentation level 0..999 of the conditioning (0: none) */
+    int noise_aug;        /* augmentation level 0..999 of the conditioning (0: none), for UNets
+                           * with noise_aug_cond (spatial SR; temporal SR too if trained with it) */
     int same_noise;       /* spatial: one noise frame shared by every frame */
     int chunk;            /* spatial: frames per UNet call (0 = all) */
     kn_sched_kind sched_kind; /* default KN_SCHED_DDIM */
