@@ -574,7 +574,8 @@ static int eval_stage(int argc, char **argv) {
             kn_cli_error("eval: clip %ld: %s", i, kn_last_error());
             goto done;
         }
-        fprintf(stderr, "clip %-3ld %s %.2f dB vs %s %.2f dB  %s\n", i, rows[0].name, ps[tsr ? T_MODEL : S_VIDEO],
+        fprintf(stderr, "clip %-3ld %s %.2f dB vs %s %.2f dB  %s\n", i, rows[tsr ? T_MODEL : S_VIDEO].name,
+                ps[tsr ? T_MODEL : S_VIDEO],
                 tsr ? "blend" : "bicubic", ps[tsr ? T_BLEND : S_BIC], text);
         if (jclips) {
             cJSON *jc = cJSON_CreateObject();
