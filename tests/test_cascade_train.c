@@ -429,6 +429,34 @@ out:
     env_free(&e);
 }
 
+/* Data parallelism: rank r of 2 (batch 1 each) draws exactly the samples of one process with
+ * batch 2, so at step 0 (same weights) the mean of the two ranks' losses is the batch-2 loss. */
+KT_TEST(cascade_train_ranks_split_the_batch) {
+    env e;
+    if (!env_init(&e, 16)) goto out;
+    for (int kind = 0; kind < 2; kind++) {
+        kn_unet3d_config cfg = sr_config((kn_sr_kind)kind, kind == KN_SR_SPATIAL, 8, 16);
+        kn_sr_opts so = kind == KN_SR_TEMPORAL ? tsr_opts() : ssr_opts(300);
+        double l[3];
+        for (int k = 0; k < 3; k++) {
+            kn_unet3d *u = sr_model(&cfg, 8);
+            if (!u) goto out;
+            kn_train_opts o = train_opts(1);
+            kn_train_data d = {.size = 16, .frames = 4, .fps = 8, .batch = k < 2 ? 1 : 2};
+            if (k < 2)
+                o.rank = k, o.world = 2;
+            rec r;
+            KT_OK(train(&e, u, &so, &o, &d, -1, &r));
+            l[k] = r.loss[0];
+            kn_unet3d_free(u);
+        }
+        KT_CHECKF(l[0] != l[1], "%s: both ranks drew the same samples", kind ? "ssr" : "tsr");
+        KT_NEAR(0.5 * (l[0] + l[1]), l[2], 1e-5 * l[2]);
+    }
+out:
+    env_free(&e);
+}
+
 /* A mixed batch of the spatial stage (joint image-video training): the image sample's temporal
  * layers are skipped, which changes the loss; the run stays reproducible. */
 static int odd_is_image(uint64_t index, void *user) {
