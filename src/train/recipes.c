@@ -108,7 +108,7 @@ static kn_unet3d_config unet_levels(int n, const int *c, const int *attn, int he
 }
 
 /* The cascade recipes share one plan (docs/design.md, "The cascade"):
- *   VAE f = 4 (64 px <-> 16x16x4 latents), trained on 64 px frames;
+ *   VAE f = 4 (64 px <-> 16x16x8 latents), trained on 64 px frames;
  *   base: 64 px, 8 frames; fps drawn from {4, 8} (8 frames at 4 fps = the 2 s of a clip);
  *   tsr: x2 frame interpolation (and x4, and extrapolation) on 16-frame windows at 8 or 16 fps,
  *        applied twice: 8 frames at 4 fps -> 16 at 8 -> 32 at 16;
@@ -122,14 +122,19 @@ static void cascade_common(kn_recipe *r) {
     r->vae.nblocks = 3;
     r->vae.block_out_channels[0] = 32;
     r->vae.block_out_channels[1] = 64;
-    r->vae.block_out_channels[2] = 64;
+    r->vae.block_out_channels[2] = 96;
     r->vae.norm_num_groups = 16;
+    /* 8 latent channels: every stage is judged on decoded pixels, so the autoencoder's
+     * reconstruction bounds the SR stages' PSNR (they must beat Lanczos and frame blending) */
+    r->vae.latent_channels = 8;
+    r->unet.in_channels = r->unet.out_channels = 8;
     r->vae_opts.steps = 700;
     r->unet_opts.steps = 1000;
     r->has_tsr = r->has_ssr = 1;
     static const int tc[2] = {48, 96}, ta[2] = {1, 0};
     r->tsr = unet_levels(2, tc, ta, 16, 16, 64);
-    r->tsr.cond_channels = 5;
+    r->tsr.in_channels = r->tsr.out_channels = 8;
+    r->tsr.cond_channels = 9;
     r->tsr.fps_cond = 1;
     r->tsr_opts = r->unet_opts;
     r->tsr_opts.steps = 900;
@@ -141,7 +146,8 @@ static void cascade_common(kn_recipe *r) {
     r->tsr_data = (kn_train_data){.size = 64, .frames = 16, .fps = 16, .batch = 2};
     static const int sc[2] = {32, 64}, sa[2] = {0, 1};
     r->ssr = unet_levels(2, sc, sa, 16, 16, 64);
-    r->ssr.cond_channels = 4;
+    r->ssr.in_channels = r->ssr.out_channels = 8;
+    r->ssr.cond_channels = 8;
     r->ssr_opts = r->tsr_opts;
     r->ssr_opts.steps = 2000;
     r->ssr_opts.seed = 4;
