@@ -22,9 +22,14 @@
  * so results are bitwise identical for every thread count (items are handed out dynamically,
  * which only balances the load). GEMMs run single-threaded (kn_gemm_st) inside the items.
  *
+ * Reduced-precision weights (forward only): w may be F16, BF16 or U8 = Q8 blocks (ops/gemm_lowp.h);
+ * W_g's rows are then in that format and the forward GEMMs run through kn_gemm_lowp_st with the
+ * same tiles and items. Backward needs an F32 weight (a one-line error otherwise).
+ *
  * Scratch: one grow-only buffer per worker, grown by the calling thread before the workers start
  * (so the kernels themselves never allocate; a steady sampling loop allocates nothing). */
 #include "ops/ops.h"
+#include "ops/gemm_lowp.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -46,6 +51,8 @@ typedef struct {
     int64_t kk, K, P, HWo;
     int64_t PT;                              /* position tile (max columns of one GEMM) */
     int64_t ntiles, tpc, nchunks;            /* tiles; tiles per chunk; chunks (see tile_at) */
+    kn_wtype wt;                             /* weight format (F32 unless a lowp forward) */
+    size_t wrb;                              /* bytes per weight row (K weights) */
 } cgeom;
 
 static void geom_finish(cgeom *g) {
@@ -67,6 +74,7 @@ static void geom_finish(cgeom *g) {
         g->ntiles = (g->N + ipc - 1) / ipc;
     }
     g->nchunks = g->ntiles / g->tpc;
+    g->wrb = kn_lowp_row_bytes(g->wt, g->K);
 }
 
 /* Tile t as a range [q0, q0+nq) of global positions q = n*P + p. A tile never splits a sample
@@ -260,9 +268,21 @@ static kn_status scratch_reserve(int nth, size_t nfloats) {
 
 /* ------------------------------------------------------------------ forward */
 
+/* C (no x np, row stride ldc) = W[o0:o0+no, :] · col (K x np), W in the format g->wt. */
+static void gemm_w(const cgeom *g, const void *w, int64_t o0, int64_t no, int64_t np, const float *col, float *C,
+                   int64_t ldc) {
+    if (g->wt == KN_WT_F32)
+        gemm(0, 0, no, np, g->K, 1.0f, (const float *)w + o0 * g->K, g->K, col, np, 0.0f, C, ldc);
+    else
+        kn_gemm_lowp_st(g->wt, 0, 0, no, np, g->K, 1.0f, (const char *)w + o0 * g->wrb, g->wrb, col, np, 0.0f, C,
+                        ldc);
+}
+
 typedef struct {
     const cgeom *g;
-    const float *x, *w, *b;
+    const float *x;
+    const void *w; /* (O, K) rows in format g->wt */
+    const float *b;
     float *y;
     int64_t ob, nob, nitems;
     atomic_int_fast64_t next;
@@ -285,7 +305,7 @@ static void fwd_task(int ith, int nth, void *p) {
         int64_t d = tile_direct(g, p0, np);
         if (d >= 0) { /* straight into y, then the bias: the same float operations as tile_store */
             float *yt = c->y + o0 * g->ys[1] + d;
-            gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, yt, g->ys[1]);
+            gemm_w(g, c->w, o0, no, np, col, yt, g->ys[1]);
             if (c->b)
                 for (int64_t o = 0; o < no; o++) {
                     float bv = c->b[o0 + o], *yr = yt + o * g->ys[1];
@@ -293,13 +313,13 @@ static void fwd_task(int ith, int nth, void *p) {
                         yr[i] += bv;
                 }
         } else {
-            gemm(0, 0, no, np, g->K, 1.0f, c->w + o0 * g->K, g->K, col, np, 0.0f, tile, np);
+            gemm_w(g, c->w, o0, no, np, col, tile, np);
             tile_store(g, tile, c->b ? c->b + o0 : NULL, no, p0, np, c->y + o0 * g->ys[1]);
         }
     }
 }
 
-static kn_status conv_forward(const cgeom *g, const float *x, const float *w, const float *b, float *y) {
+static kn_status conv_forward(const cgeom *g, const float *x, const void *w, const float *b, float *y) {
     if (g->P == 0 || g->N == 0 || g->O == 0)
         return KN_OK;
     int nth = kn_get_threads();
@@ -514,6 +534,27 @@ static int64_t out_size(int64_t in, int pa, int pb, int k, int s) {
     return span < 0 ? 0 : span / s + 1;
 }
 
+/* A weight of rank ndim: F32, or F16 / BF16 / U8 (Q8 blocks) for forward; sets *wt. */
+static kn_status check_w(const char *op, const kn_tensor *w, int ndim, kn_wtype *wt) {
+    char s[96];
+    if (w && w->dtype != KN_F32 && w->data) {
+        KN_TRY(kn_wtype_of(op, w, wt));
+        if (w->ndim != ndim)
+            return kn_fail(KN_ERR_SHAPE, "%s: w %s must have rank %d", op, kn_shape_str(w, s, sizeof s), ndim);
+        return KN_OK;
+    }
+    *wt = KN_WT_F32;
+    return kn_check_f32(op, "w", w, ndim);
+}
+
+/* Backward: the weight must be F32. */
+static kn_status check_w_f32(const char *op, const cgeom *g) {
+    if (g->wt != KN_WT_F32)
+        return kn_fail(KN_ERR_DTYPE, "%s: w is %s; reduced-precision weights are for inference only, backward "
+                       "needs F32", op, kn_wtype_name(g->wt));
+    return KN_OK;
+}
+
 /* ------------------------------------------------------------------ conv2d */
 
 kn_conv2d_params kn_conv2d_params_make(int stride, int pad) {
@@ -524,8 +565,9 @@ kn_conv2d_params kn_conv2d_params_make(int stride, int pad) {
 static kn_status conv2d_geom(const char *op, const kn_tensor *x, const kn_tensor *w, kn_conv2d_params p,
                              cgeom *g) {
     char s1[96], s2[96];
+    kn_wtype wt;
     KN_TRY(kn_check_f32(op, "x", x, 4));
-    KN_TRY(kn_check_f32(op, "w", w, 4));
+    KN_TRY(check_w(op, w, 4, &wt));
     if (!kn_tensor_is_contiguous(w))
         return kn_fail(KN_ERR_ARG, "%s: w %s must be contiguous", op, kn_shape_str(w, s1, sizeof s1));
     if (p.stride_h < 1 || p.stride_w < 1 || p.groups < 1 || p.pad_top < 0 || p.pad_bottom < 0 ||
@@ -543,6 +585,7 @@ static kn_status conv2d_geom(const char *op, const kn_tensor *x, const kn_tensor
     if (w->shape[2] < 1 || w->shape[3] < 1 || w->shape[2] > 1 << 20 || w->shape[3] > 1 << 20)
         return kn_fail(KN_ERR_SHAPE, "%s: w %s has an empty kernel", op, kn_shape_str(w, s2, sizeof s2));
     memset(g, 0, sizeof *g);
+    g->wt = wt;
     g->N = x->shape[0]; g->C = C; g->O = O; g->G = p.groups;
     g->Ti = 1; g->Hi = x->shape[2]; g->Wi = x->shape[3];
     g->kt = 1; g->kh = (int)w->shape[2]; g->kw = (int)w->shape[3];
@@ -581,6 +624,7 @@ kn_status kn_conv2d_backward(const kn_tensor *x, const kn_tensor *w, const kn_te
                              kn_tensor *dx, kn_tensor *dw, kn_tensor *db) {
     cgeom g;
     KN_TRY(conv2d_geom("conv2d_backward", x, w, p, &g));
+    KN_TRY(check_w_f32("conv2d_backward", &g));
     int64_t ysh[4] = {g.N, g.O, g.Ho, g.Wo};
     kn_tensor want = kn_tensor_view(KN_F32, 4, ysh, NULL);
     if (!dy)
@@ -636,8 +680,9 @@ void kn_conv2d_ref(const float *x, const float *w, const float *b, float *y, int
 static kn_status temporal_geom(const char *op, const kn_tensor *x, int64_t T, const kn_tensor *w, int pf,
                                int pb, cgeom *g) {
     char s1[96], s2[96];
+    kn_wtype wt;
     KN_TRY(kn_check_f32(op, "x", x, 4));
-    KN_TRY(kn_check_f32(op, "w", w, 5));
+    KN_TRY(check_w(op, w, 5, &wt));
     if (!kn_tensor_is_contiguous(w))
         return kn_fail(KN_ERR_ARG, "%s: w %s must be contiguous", op, kn_shape_str(w, s1, sizeof s1));
     if (T < 1 || x->shape[0] % T)
@@ -653,6 +698,7 @@ static kn_status temporal_geom(const char *op, const kn_tensor *x, int64_t T, co
         return kn_fail(KN_ERR_SHAPE, "%s: T = %lld with padding (%d,%d) is shorter than kernel w %s", op,
                        (long long)T, pf, pb, kn_shape_str(w, s2, sizeof s2));
     memset(g, 0, sizeof *g);
+    g->wt = wt;
     g->N = x->shape[0] / T; g->C = x->shape[1]; g->O = w->shape[0]; g->G = 1;
     g->Ti = T; g->Hi = x->shape[2]; g->Wi = x->shape[3];
     g->kt = (int)k; g->kh = 1; g->kw = 1;
@@ -686,6 +732,7 @@ kn_status kn_conv_temporal_backward(const kn_tensor *x, int64_t T, const kn_tens
     const char *op = "conv_temporal_backward";
     cgeom g;
     KN_TRY(temporal_geom(op, x, T, w, pad_front, pad_back, &g));
+    KN_TRY(check_w_f32(op, &g));
     int64_t ysh[4] = {g.N * g.To, g.O, g.Ho, g.Wo};
     kn_tensor want = kn_tensor_view(KN_F32, 4, ysh, NULL);
     if (!dy)
@@ -711,8 +758,9 @@ kn_status kn_conv_temporal_backward(const kn_tensor *x, int64_t T, const kn_tens
 static kn_status conv3d_geom(const char *op, const kn_tensor *x, const kn_tensor *w, kn_conv3d_params p,
                              cgeom *g) {
     char s1[96], s2[96];
+    kn_wtype wt;
     KN_TRY(kn_check_f32(op, "x", x, 5));
-    KN_TRY(kn_check_f32(op, "w", w, 5));
+    KN_TRY(check_w(op, w, 5, &wt));
     if (!kn_tensor_is_contiguous(w))
         return kn_fail(KN_ERR_ARG, "%s: w %s must be contiguous", op, kn_shape_str(w, s1, sizeof s1));
     for (int i = 0; i < 3; i++)
@@ -727,6 +775,7 @@ static kn_status conv3d_geom(const char *op, const kn_tensor *x, const kn_tensor
         if (w->shape[i] < 1 || w->shape[i] > 1 << 20)
             return kn_fail(KN_ERR_SHAPE, "%s: w %s has an empty kernel", op, kn_shape_str(w, s2, sizeof s2));
     memset(g, 0, sizeof *g);
+    g->wt = wt;
     g->N = x->shape[0]; g->C = x->shape[1]; g->O = w->shape[0]; g->G = 1;
     g->Ti = x->shape[2]; g->Hi = x->shape[3]; g->Wi = x->shape[4];
     g->kt = (int)w->shape[2]; g->kh = (int)w->shape[3]; g->kw = (int)w->shape[4];
@@ -762,6 +811,7 @@ kn_status kn_conv3d_backward(const kn_tensor *x, const kn_tensor *w, const kn_te
     const char *op = "conv3d_backward";
     cgeom g;
     KN_TRY(conv3d_geom(op, x, w, p, &g));
+    KN_TRY(check_w_f32(op, &g));
     int64_t ysh[5] = {g.N, g.O, g.To, g.Ho, g.Wo};
     kn_tensor want = kn_tensor_view(KN_F32, 5, ysh, NULL);
     if (!dy)

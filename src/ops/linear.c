@@ -6,8 +6,12 @@
  * Backward rules accumulate into the given gradients (ops.h convention):
  *   dx += dy · w,  dw += dyᵀ · x,  db += Σ_rows dy;   da += dc · bᵀ,  db += aᵀ · dc.
  * Every reduction has a fixed order (gemm's K blocks; db sums rows in increasing order per
- * column), so results do not depend on the thread count. */
+ * column), so results do not depend on the thread count.
+ * Forward also takes a reduced-precision weight (F16, BF16, or U8 = Q8 blocks; ops/gemm_lowp.h):
+ * y = x · wᵀ then runs as yᵀ = w · xᵀ through kn_gemm_lowp (W the packed operand, xᵀ read in place,
+ * y stored transposed). Backward needs an F32 weight. */
 #include "ops/ops.h"
+#include "ops/gemm_lowp.h"
 
 #include <string.h>
 
@@ -58,11 +62,31 @@ static kn_status check_grad(const char *op, const char *what, const kn_tensor *g
 
 /* ------------------------------------------------------------------ linear */
 
+/* A weight: F32 (any use) or, when lowp, F16 / BF16 / U8 (Q8 blocks) for forward. */
+static kn_status check_weight(const char *op, const kn_tensor *w, int lowp) {
+    char s[96];
+    if (!w || !w->data)
+        return kn_fail(KN_ERR_ARG, "%s: w is missing", op);
+    if (w->dtype != KN_F32) {
+        kn_wtype t;
+        KN_TRY(kn_wtype_of(op, w, &t));
+        if (!lowp)
+            return kn_fail(KN_ERR_DTYPE, "%s: w %s is %s; reduced-precision weights are for inference only, "
+                           "backward needs F32", op, kn_shape_str(w, s, sizeof s), kn_wtype_name(t));
+        if (w->ndim < 2)
+            return kn_fail(KN_ERR_SHAPE, "%s: w %s must be 2-D (out, in)", op, kn_shape_str(w, s, sizeof s));
+        if (!kn_tensor_is_contiguous(w))
+            return kn_fail(KN_ERR_ARG, "%s: w %s is not contiguous", op, kn_shape_str(w, s, sizeof s));
+        return KN_OK;
+    }
+    return check_in(op, "w", w, 2);
+}
+
 static kn_status linear_shapes(const char *op, const kn_tensor *x, const kn_tensor *w, const kn_tensor *b,
-                               int64_t *R, int64_t *in, int64_t *out) {
+                               int64_t *R, int64_t *in, int64_t *out, int lowp) {
     char s1[96], s2[96];
     KN_TRY(check_in(op, "x", x, 1));
-    KN_TRY(check_in(op, "w", w, 2));
+    KN_TRY(check_weight(op, w, lowp));
     if (w->ndim != 2)
         return kn_fail(KN_ERR_SHAPE, "%s: w %s must be 2-D (out, in)", op, kn_shape_str(w, s1, sizeof s1));
     *in = x->shape[x->ndim - 1];
@@ -85,7 +109,7 @@ static kn_status linear_shapes(const char *op, const kn_tensor *x, const kn_tens
 
 kn_status kn_linear(kn_arena *A, const kn_tensor *x, const kn_tensor *w, const kn_tensor *b, kn_tensor *y) {
     int64_t R, in, out;
-    KN_TRY(linear_shapes("linear", x, w, b, &R, &in, &out));
+    KN_TRY(linear_shapes("linear", x, w, b, &R, &in, &out, 1));
     int64_t shape[KN_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = out;
@@ -94,6 +118,13 @@ kn_status kn_linear(kn_arena *A, const kn_tensor *x, const kn_tensor *w, const k
     if (b)
         for (int64_t r = 0; r < R; r++)
             memcpy(Y + r * out, b->data, (size_t)out * sizeof(float));
+    if (w->dtype != KN_F32) { /* yᵀ (out,R) = w (out,in) · xᵀ, stored transposed into y (R,out) */
+        kn_wtype t;
+        KN_TRY(kn_wtype_of("linear", w, &t));
+        kn_gemm_lowp(t, 1, 1, out, R, in, 1.0f, w->data, kn_lowp_row_bytes(t, in), x->data, in, b ? 1.0f : 0.0f, Y,
+                     out);
+        return KN_OK;
+    }
     /* y (R,out) = x (R,in) · wᵀ, w stored (out,in) */
     kn_gemm(0, 1, R, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out);
     return KN_OK;
@@ -121,7 +152,7 @@ kn_status kn_linear_backward(const kn_tensor *x, const kn_tensor *w, const kn_te
                              kn_tensor *dw, kn_tensor *db) {
     int64_t R, in, out;
     char s1[96], s2[96];
-    KN_TRY(linear_shapes("linear_backward", x, w, NULL, &R, &in, &out));
+    KN_TRY(linear_shapes("linear_backward", x, w, NULL, &R, &in, &out, 0));
     KN_TRY(check_in("linear_backward", "dy", dy, 1));
     int ok = dy->ndim == x->ndim && dy->shape[dy->ndim - 1] == out;
     for (int d = 0; ok && d < x->ndim - 1; d++)

@@ -1,0 +1,540 @@
+/* gemm_lowp.c — C(M,N) = alpha * W(M,K) · op(B)(K,N) + beta * C with W in F16, BF16 or Q8
+ * (see gemm_lowp.h for the formats and the contract).
+ *
+ * The loop nest is kn_gemm's (ops/gemm.c), with the weight as the packed "A" operand:
+ *   for each column block jc (NC wide), each K block pc (equal depths, multiples of 32, increasing):
+ *     pack op(B)[pc, jc] once (shared by the threads; rounded to bf16 pairs for BF16);
+ *     tasks = tiles of MC rows x TN columns, fixed by (M, N, K) only, dealt to the threads in
+ *     contiguous ranges; a task widens (F16 / Q8) or re-lays (BF16) its W block into micro-panels
+ *     and runs the 14 x 32 microkernel over it.
+ * Every C element therefore sees one fixed sequence of float operations whatever the thread count.
+ *
+ * Microkernels (Zen 4, 32 zmm):
+ *   f32:  acc[i][j] += a[k][i] * b[k][j], 28 zmm accumulators, 2 B loads + 14 broadcasts per k;
+ *   bf16: acc[i][j] += a[k][i]*b[k][j] + a[k+1][i]*b[k+1][j] by vdpbf16ps: B panels hold 16
+ *         columns x (k, k+1) bf16 pairs per zmm, A panels hold (k, k+1) pairs as one 32-bit word
+ *         that is broadcast; twice the MACs of an FMA per instruction.
+ * Converting a W block costs MC*KC element conversions against 2*MC*KC*TN flops (1/512). */
+#include "ops/gemm_lowp.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 14
+#define NR 32
+#define KC 384          /* a multiple of 32: Q8 blocks and bf16 pairs never straddle K blocks */
+#define MC (8 * MR)     /* 112 rows per task */
+#define TN (8 * NR)     /* 256 columns per task */
+#define NC (4 * TN)     /* 1024 columns per packed B block */
+
+/* ------------------------------------------------------------ formats */
+
+const char *kn_wtype_name(kn_wtype t) {
+    static const char *n[] = {"f32", "f16", "bf16", "q8"};
+    return t >= 0 && t < KN_WT_COUNT ? n[t] : "?";
+}
+
+kn_status kn_wtype_parse(const char *s, kn_wtype *t) {
+    for (int i = 0; i < KN_WT_COUNT; i++)
+        if (s && !strcmp(s, kn_wtype_name((kn_wtype)i))) {
+            *t = (kn_wtype)i;
+            return KN_OK;
+        }
+    return kn_fail(KN_ERR_ARG, "weights type '%s' is not one of f32, f16, bf16, q8", s ? s : "(null)");
+}
+
+kn_status kn_wtype_of(const char *op, const kn_tensor *w, kn_wtype *t) {
+    switch (w->dtype) {
+    case KN_F32: *t = KN_WT_F32; return KN_OK;
+    case KN_F16: *t = KN_WT_F16; return KN_OK;
+    case KN_BF16: *t = KN_WT_BF16; return KN_OK;
+    case KN_U8: *t = KN_WT_Q8; return KN_OK;
+    default:
+        return kn_fail(KN_ERR_DTYPE, "%s: weight dtype %s is not F32, F16, BF16 or U8 (q8 blocks)", op,
+                       kn_dtype_name(w->dtype));
+    }
+}
+
+size_t kn_lowp_row_bytes(kn_wtype t, int64_t K) {
+    switch (t) {
+    case KN_WT_F32: return (size_t)K * 4;
+    case KN_WT_F16:
+    case KN_WT_BF16: return (size_t)K * 2;
+    case KN_WT_Q8: return (size_t)((K + KN_Q8_BLOCK - 1) / KN_Q8_BLOCK) * sizeof(kn_q8_block);
+    default: return 0;
+    }
+}
+
+size_t kn_lowp_nbytes(kn_wtype t, int64_t rows, int64_t K) { return (size_t)rows * kn_lowp_row_bytes(t, K); }
+
+/* One Q8 block from n <= 32 values (the rest of the block is zero). */
+static void q8_block(const float *x, int n, kn_q8_block *b) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
+    float d = amax / 127.0f;
+    b->d = d;
+    for (int i = 0; i < KN_Q8_BLOCK; i++) {
+        float q = i < n && d > 0.0f ? roundf(x[i] / d) : 0.0f;
+        b->q[i] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : q);
+    }
+}
+
+void kn_lowp_quantize(kn_wtype t, const float *w, int64_t rows, int64_t K, void *dst) {
+    size_t rb = kn_lowp_row_bytes(t, K);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = w + r * K;
+        char *d = (char *)dst + r * rb;
+        switch (t) {
+        case KN_WT_F32: memcpy(d, x, rb); break;
+        case KN_WT_F16: kn_f32_to_f16_row(x, (uint16_t *)d, K); break;
+        case KN_WT_BF16: kn_f32_to_bf16_row(x, (uint16_t *)d, K); break;
+        case KN_WT_Q8:
+            for (int64_t k = 0; k < K; k += KN_Q8_BLOCK)
+                q8_block(x + k, (int)KN_MIN((int64_t)KN_Q8_BLOCK, K - k), (kn_q8_block *)d + k / KN_Q8_BLOCK);
+            break;
+        default: KN_ASSERT(0);
+        }
+    }
+}
+
+/* y[0..n) = weights [k0, k0+n) of a row; k0 is a multiple of 32 for Q8. y has n rounded up to
+ * 32 floats of room (Q8 writes whole blocks). */
+static void row_to_f32(kn_wtype t, const void *row, int64_t k0, int64_t n, float *y) {
+    int64_t k = 0;
+    switch (t) {
+    case KN_WT_F32: memcpy(y, (const float *)row + k0, (size_t)n * sizeof(float)); break;
+    case KN_WT_F16: {
+        const uint16_t *h = (const uint16_t *)row + k0;
+        for (; k + 16 <= n; k += 16)
+            _mm512_storeu_ps(y + k, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + k))));
+        for (; k < n; k++)
+            y[k] = kn_f16_to_f32(h[k]);
+        break;
+    }
+    case KN_WT_BF16: {
+        const uint16_t *h = (const uint16_t *)row + k0;
+        for (; k + 16 <= n; k += 16) {
+            __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + k)));
+            _mm512_storeu_ps(y + k, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+        }
+        for (; k < n; k++)
+            y[k] = kn_bf16_to_f32(h[k]);
+        break;
+    }
+    case KN_WT_Q8: {
+        const kn_q8_block *b = (const kn_q8_block *)row + k0 / KN_Q8_BLOCK;
+        for (; k < n; k += KN_Q8_BLOCK, b++) {
+            __m512 d = _mm512_set1_ps(b->d);
+            __m128i q0 = _mm_loadu_si128((const __m128i *)b->q), q1 = _mm_loadu_si128((const __m128i *)(b->q + 16));
+            _mm512_storeu_ps(y + k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+            _mm512_storeu_ps(y + k + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+        }
+        break;
+    }
+    default: KN_ASSERT(0);
+    }
+}
+
+void kn_lowp_dequantize_row(kn_wtype t, const void *row, int64_t K, float *y) {
+    if (t != KN_WT_Q8) {
+        row_to_f32(t, row, 0, K, y);
+        return;
+    }
+    const kn_q8_block *b = row;
+    for (int64_t k = 0; k < K; k++)
+        y[k] = b[k / KN_Q8_BLOCK].d * (float)b[k / KN_Q8_BLOCK].q[k % KN_Q8_BLOCK];
+}
+
+static inline float bf16_round(float x) { return kn_bf16_to_f32(kn_f32_to_bf16(x)); }
+
+/* ------------------------------------------------------------ reference */
+
+void kn_gemm_lowp_ref(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
+                      const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc) {
+    float *w = malloc((size_t)(K > 0 ? K : 1) * sizeof(float));
+    KN_ASSERT(w != NULL);
+    for (int64_t i = 0; i < M; i++) {
+        kn_lowp_dequantize_row(t, (const char *)W + i * w_row_bytes, K, w);
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+                s += (double)w[k] * (double)(t == KN_WT_BF16 ? bf16_round(b) : b);
+            }
+            float *c = trans_c ? &C[j * ldc + i] : &C[i * ldc + j];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * (double)*c));
+        }
+    }
+    free(w);
+}
+
+/* ------------------------------------------------------------ bf16 dispatch */
+
+static int bf16_mode = -1; /* 1: vdpbf16ps, 0: f32 fallback, -1: not decided */
+
+int kn_gemm_lowp_bf16_native(int force) {
+    int have = __builtin_cpu_supports("avx512bf16") != 0;
+    if (bf16_mode < 0)
+        bf16_mode = have;
+    int prev = bf16_mode;
+    if (force == 0)
+        bf16_mode = 0;
+    else if (force == 1)
+        bf16_mode = have;
+    return prev;
+}
+
+/* ------------------------------------------------------- per-thread scratch */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_free(void *p) { kn_aligned_free(p); }
+static void scratch_init(void) { KN_ASSERT(pthread_key_create(&scratch_key, scratch_free) == 0); }
+
+#define PA_FLOATS ((size_t)MC * KC + 64)
+#define PB_FLOATS ((size_t)KC * NC)
+#define ROW_FLOATS ((size_t)KC + 64)
+
+/* A block, B block, one converted row; 64-byte aligned. */
+static float *thread_scratch(void) {
+    pthread_once(&scratch_once, scratch_init);
+    float *p = pthread_getspecific(scratch_key);
+    if (!p) {
+        p = kn_aligned_alloc((PA_FLOATS + PB_FLOATS + ROW_FLOATS) * sizeof(float));
+        KN_ASSERT(p != NULL);
+        KN_ASSERT(pthread_setspecific(scratch_key, p) == 0);
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------------ job */
+
+typedef struct {
+    kn_wtype t;
+    int trans_b, trans_c, native; /* native: bf16 pairs + vdpbf16ps */
+    int64_t M, N, K;
+    float alpha, beta;
+    const char *W;
+    size_t wrb;
+    const float *B;
+    int64_t ldb;
+    float *C;
+    int64_t ldc;
+    int64_t jc, pc; /* current phase: B block op(B)[pc:pc+kc, jc:jc+nc] packed in pb */
+    int nc, kc;
+    void *pb;
+    int64_t ntasks;
+} lp_job;
+
+/* ------------------------------------------------------------------ packing */
+
+/* f32 micro-panels of W rows [i0, i0+mc), K range [pc, pc+kc): element (i, k) at k*MR + i,
+ * rows past mc zero. row: scratch of ROW_FLOATS. */
+static void pack_a_f32(const lp_job *g, int64_t i0, int mc, float *dst, float *row) {
+    int kc = g->kc;
+    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kc) {
+        int mr = KN_MIN(MR, mc - p);
+        for (int i = 0; i < MR; i++) {
+            if (i < mr)
+                row_to_f32(g->t, g->W + (i0 + p + i) * g->wrb, g->pc, kc, row);
+            for (int k = 0; k < kc; k++)
+                dst[k * MR + i] = i < mr ? row[k] : 0.0f;
+        }
+    }
+}
+
+/* bf16 micro-panels: word (kk, i) at kk*MR + i holds (W[i][pc+2kk], W[i][pc+2kk+1]) low | high<<16;
+ * an odd kc gets a zero high half in the last pair. */
+static void pack_a_bf16(const lp_job *g, int64_t i0, int mc, uint32_t *dst) {
+    int kc = g->kc, kp = (kc + 1) / 2;
+    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kp) {
+        int mr = KN_MIN(MR, mc - p);
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) {
+                for (int kk = 0; kk < kp; kk++)
+                    dst[kk * MR + i] = 0;
+                continue;
+            }
+            const uint16_t *h = (const uint16_t *)(g->W + (i0 + p + i) * g->wrb) + g->pc;
+            for (int kk = 0; kk < kc / 2; kk++) {
+                uint32_t v;
+                memcpy(&v, h + 2 * kk, 4);
+                dst[kk * MR + i] = v;
+            }
+            if (kc & 1)
+                dst[(kp - 1) * MR + i] = h[kc - 1];
+        }
+    }
+}
+
+static inline __mmask16 mask_lo(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* f32 micro-panels of op(B)[k0:k0+kc, j0:j0+nc]: element (k, j) at k*NR + j, columns past nc zero.
+ * round: round every value to bf16 (the BF16 fallback). */
+static void pack_b_f32(const lp_job *g, int64_t j0, int nc, float *dst, int round) {
+    int kc = g->kc;
+    int64_t k0 = g->pc;
+    for (int q = 0; q < nc; q += NR, dst += (size_t)NR * kc) {
+        int nr = KN_MIN(NR, nc - q);
+        if (!g->trans_b) {
+            __mmask16 m0 = mask_lo(nr), m1 = mask_lo(nr - 16);
+            for (int k = 0; k < kc; k++) {
+                const float *src = g->B + (k0 + k) * g->ldb + j0 + q;
+                _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
+                _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+            }
+        } else {
+            for (int j = 0; j < NR; j++) {
+                const float *src = g->B + (j0 + q + j) * g->ldb + k0;
+                for (int k = 0; k < kc; k++)
+                    dst[k * NR + j] = j < nr ? src[k] : 0.0f;
+            }
+        }
+        if (round)
+            for (int k = 0; k < kc * NR; k++)
+                dst[k] = bf16_round(dst[k]);
+    }
+}
+
+/* bf16-pair micro-panels of op(B): word (kk, j) at kk*NR + j = bf16(B[2kk][j]) | bf16(B[2kk+1][j])<<16
+ * (k past kc and columns past nc are zero). Rounding: vcvtneps2bf16 (nearest even, as kn_f32_to_bf16). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_b_bf16(const lp_job *g, int64_t j0, int nc, uint32_t *dst) {
+    int kc = g->kc, kp = (kc + 1) / 2;
+    int64_t k0 = g->pc;
+    for (int q = 0; q < nc; q += NR, dst += (size_t)NR * kp) {
+        int nr = KN_MIN(NR, nc - q);
+        if (!g->trans_b) {
+            for (int kk = 0; kk < kp; kk++) {
+                const float *s0 = g->B + (k0 + 2 * kk) * g->ldb + j0 + q;
+                const float *s1 = s0 + g->ldb;
+                int has1 = 2 * kk + 1 < kc;
+                for (int h = 0; h < 2; h++) {
+                    __mmask16 m = mask_lo(nr - 16 * h);
+                    __m256bh lo = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s0 + 16 * h));
+                    __m256bh hi = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(has1 ? m : 0, has1 ? s1 + 16 * h : s0));
+                    __m512i w = _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)lo),
+                                                _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)hi), 16));
+                    _mm512_store_si512((__m512i *)(dst + kk * NR + 16 * h), w);
+                }
+            }
+        } else {
+            uint32_t tmp[16] __attribute__((aligned(64)));
+            for (int j = 0; j < NR; j++) {
+                if (j >= nr) {
+                    for (int kk = 0; kk < kp; kk++)
+                        dst[kk * NR + j] = 0;
+                    continue;
+                }
+                const float *src = g->B + (j0 + q + j) * g->ldb + k0;
+                int kk = 0;
+                for (; 2 * kk + 32 <= kc; kk += 16) { /* 32 floats -> 16 pairs in k order */
+                    __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 2 * kk + 16), _mm512_loadu_ps(src + 2 * kk));
+                    _mm512_store_si512((__m512i *)tmp, (__m512i)v);
+                    for (int m = 0; m < 16; m++)
+                        dst[(kk + m) * NR + j] = tmp[m];
+                }
+                for (; kk < kp; kk++) {
+                    uint32_t lo = kn_f32_to_bf16(src[2 * kk]);
+                    uint32_t hi = 2 * kk + 1 < kc ? kn_f32_to_bf16(src[2 * kk + 1]) : 0;
+                    dst[kk * NR + j] = lo | hi << 16;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- microkernels */
+
+/* Writes the accumulators acc (MR x NR, row i at i*NR) of the tile at rows [i0, i0+m), columns
+ * [j0, j0+n) of C: C = alpha*acc + beta*C (beta 0: C not read). trans_c: C(i, j) at C[j*ldc + i]. */
+static void store_tile(const float *acc, int m, int n, float alpha, float beta, float *C, int64_t ldc,
+                       int trans_c, int64_t i0, int64_t j0) {
+    if (!trans_c) {
+        __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+        __mmask16 m0 = mask_lo(n), m1 = mask_lo(n - 16);
+        for (int i = 0; i < m; i++) {
+            float *r = C + (i0 + i) * ldc + j0;
+            __m512 x0 = _mm512_load_ps(acc + i * NR), x1 = _mm512_load_ps(acc + i * NR + 16), y0, y1;
+            if (beta == 0.0f) {
+                y0 = _mm512_mul_ps(va, x0);
+                y1 = _mm512_mul_ps(va, x1);
+            } else if (beta == 1.0f) {
+                y0 = _mm512_fmadd_ps(va, x0, _mm512_maskz_loadu_ps(m0, r));
+                y1 = _mm512_fmadd_ps(va, x1, _mm512_maskz_loadu_ps(m1, r + 16));
+            } else {
+                y0 = _mm512_fmadd_ps(va, x0, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, r)));
+                y1 = _mm512_fmadd_ps(va, x1, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, r + 16)));
+            }
+            _mm512_mask_storeu_ps(r, m0, y0);
+            _mm512_mask_storeu_ps(r + 16, m1, y1);
+        }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        float *r = C + (j0 + j) * ldc + i0;
+        for (int i = 0; i < m; i++) {
+            float x = acc[i * NR + j];
+            r[i] = beta == 0.0f ? alpha * x : beta == 1.0f ? fmaf(alpha, x, r[i]) : fmaf(alpha, x, beta * r[i]);
+        }
+    }
+}
+
+#define DECL_ROW(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define ALL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+#define SPILL_ROW(i) _mm512_store_ps(acc + (i) * NR, c##i##0); _mm512_store_ps(acc + (i) * NR + 16, c##i##1);
+
+/* acc (MR x NR) = Σ_k a[k*MR + i] * b[k*NR + j], k = 0..kc-1 in order. a: (kc, MR), b: (kc, NR). */
+static void ukernel_f32(int kc, const float *restrict a, const float *restrict b, float *restrict acc) {
+    ALL_ROWS(DECL_ROW)
+#define FMA_ROW(i)                                   \
+    {                                                \
+        __m512 ai = _mm512_set1_ps(a[i]);            \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);  \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);  \
+    }
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        ALL_ROWS(FMA_ROW)
+        a += MR;
+        b += NR;
+    }
+    ALL_ROWS(SPILL_ROW)
+#undef FMA_ROW
+}
+
+/* acc (MR x NR) = Σ_kk (a.lo*b.lo + a.hi*b.hi) of the bf16 pairs, kk = 0..kp-1 in order.
+ * a: (kp, MR) words, b: (kp, NR) words. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void ukernel_bf16(int kp, const uint32_t *restrict a, const uint32_t *restrict b, float *restrict acc) {
+    ALL_ROWS(DECL_ROW)
+#define DP_ROW(i)                                                   \
+    {                                                               \
+        __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);       \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, ai, b0);                \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, ai, b1);                \
+    }
+    for (int kk = 0; kk < kp; kk++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512((const __m512i *)b);
+        __m512bh b1 = (__m512bh)_mm512_load_si512((const __m512i *)(b + 16));
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        ALL_ROWS(DP_ROW)
+        a += MR;
+        b += NR;
+    }
+    ALL_ROWS(SPILL_ROW)
+#undef DP_ROW
+}
+
+/* ------------------------------------------------------------------ driver */
+
+/* Task t: rows [i0, i0+MC) x columns [jc + j0, jc + j0 + TN). The W block packed in pa is reused
+ * when this thread's previous task had the same rows (*a_key). */
+static void lp_task(const lp_job *g, int64_t t, float *pa, float *row, int64_t *a_key) {
+    int64_t ntn = (g->nc + TN - 1) / TN;
+    int64_t i0 = (t / ntn) * MC;
+    int j0 = (int)(t % ntn) * TN;
+    int mc = (int)KN_MIN((int64_t)MC, g->M - i0), nc = KN_MIN(TN, g->nc - j0), kc = g->kc;
+    int kp = (kc + 1) / 2;
+    float beta = g->pc == 0 ? g->beta : 1.0f;
+    float acc[MR * NR] __attribute__((aligned(64)));
+    if (*a_key != i0) {
+        if (g->native)
+            pack_a_bf16(g, i0, mc, (uint32_t *)pa);
+        else
+            pack_a_f32(g, i0, mc, pa, row);
+        *a_key = i0;
+    }
+    for (int ir = 0; ir < mc; ir += MR)
+        for (int jr = 0; jr < nc; jr += NR) {
+            if (g->native)
+                ukernel_bf16(kp, (const uint32_t *)pa + (size_t)(ir / MR) * MR * kp,
+                             (const uint32_t *)g->pb + (size_t)((j0 + jr) / NR) * NR * kp, acc);
+            else
+                ukernel_f32(kc, pa + (size_t)(ir / MR) * MR * kc, (const float *)g->pb + (size_t)((j0 + jr) / NR) * NR * kc,
+                            acc);
+            store_tile(acc, KN_MIN(MR, mc - ir), KN_MIN(NR, nc - jr), g->alpha, beta, g->C, g->ldc, g->trans_c,
+                       i0 + ir, g->jc + j0 + jr);
+        }
+}
+
+/* This worker's share of the B block's micro-panels (their content does not depend on the split). */
+static void pack_b_task(int ith, int nth, void *ctx) {
+    lp_job *g = ctx;
+    int64_t b, e, np = (g->nc + NR - 1) / NR;
+    kn_split_range(np, ith, nth, &b, &e);
+    if (b >= e)
+        return;
+    int nc = (int)KN_MIN((int64_t)g->nc - b * NR, (e - b) * NR);
+    if (g->native)
+        pack_b_bf16(g, g->jc + b * NR, nc, (uint32_t *)g->pb + (size_t)b * NR * ((g->kc + 1) / 2));
+    else
+        pack_b_f32(g, g->jc + b * NR, nc, (float *)g->pb + (size_t)b * NR * g->kc, g->t == KN_WT_BF16);
+}
+
+static void lp_tasks(int ith, int nth, void *ctx) {
+    lp_job *g = ctx;
+    float *pa = thread_scratch();
+    float *row = pa + PA_FLOATS + PB_FLOATS;
+    int64_t b, e, a_key = -1;
+    kn_split_range(g->ntasks, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++)
+        lp_task(g, t, pa, row, &a_key);
+}
+
+static void lp_run(int parallel, kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void *W, size_t wrb, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0)
+        return;
+    KN_ASSERT(t >= 0 && t < KN_WT_COUNT);
+    if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                float *c = trans_c ? &C[j * ldc + i] : &C[i * ldc + j];
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
+    if (bf16_mode < 0)
+        kn_gemm_lowp_bf16_native(-1);
+    lp_job g = {t, trans_b, trans_c, t == KN_WT_BF16 && bf16_mode == 1, M, N, K, alpha, beta, W, wrb, B, ldb, C, ldc};
+    /* below ~2 MFLOP the pool's wake-up costs more than it saves (same result either way) */
+    if (parallel && (kn_get_threads() == 1 || 2.0 * (double)M * (double)N * (double)K < 2e6))
+        parallel = 0;
+    g.pb = thread_scratch() + PA_FLOATS;
+    /* K blocks of equal depth rounded up to 32, <= KC: a function of K only */
+    int64_t nkb = (K + KC - 1) / KC, kb = ((K + nkb - 1) / nkb + 31) / 32 * 32;
+    for (g.jc = 0; g.jc < N; g.jc += NC) {
+        g.nc = (int)KN_MIN((int64_t)NC, N - g.jc);
+        for (g.pc = 0; g.pc < K; g.pc += kb) {
+            g.kc = (int)KN_MIN(kb, K - g.pc);
+            g.ntasks = ((M + MC - 1) / MC) * ((g.nc + TN - 1) / TN);
+            if (parallel) {
+                kn_parallel(pack_b_task, &g);
+                kn_parallel(lp_tasks, &g);
+            } else {
+                pack_b_task(0, 1, &g);
+                lp_tasks(0, 1, &g);
+            }
+        }
+    }
+}
+
+void kn_gemm_lowp(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    lp_run(1, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
+}
+
+void kn_gemm_lowp_st(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
+                     const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    lp_run(0, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
+}
