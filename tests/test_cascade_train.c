@@ -143,7 +143,7 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
     if (step >= 0 && step < 256)
         r->loss[step] = loss;
     if (getenv("KINEMA_SR_VERBOSE"))
-        fprintf(stderr, "%s %lld %.5f\n", stage, (long long)step, loss);
+        fprintf(stderr, "%s %lld %.12f\n", stage, (long long)step, loss);
     r->last = step;
     snprintf(r->stage, sizeof r->stage, "%s", stage);
     return step == r->stop;
