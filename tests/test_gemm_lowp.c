@@ -6,6 +6,8 @@
 #include "kt.h"
 #include "ops/gemm_lowp.h"
 #include "ops/ops.h"
+#include "io/safetensors.h"
+#include "io/model_load.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -244,4 +246,107 @@ KT_TEST(linear_conv_lowp_forward_match_f32_ops) {
         kn_arena_reset(A, 0);
     }
     kn_arena_free(A);
+}
+
+/* max and mean |a - b| of two F32 tensors of the same size; returns 0 when they do not fit. */
+static int err_stats(const kn_tensor *a, const kn_tensor *b, double *mx, double *mean, double *ref_max) {
+    int64_t n = kn_tensor_numel(a);
+    if (a->dtype != KN_F32 || b->dtype != KN_F32 || n != kn_tensor_numel(b) || n == 0)
+        return 0;
+    double s = 0;
+    *mx = 0, *ref_max = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)((float *)a->data)[i] - ((float *)b->data)[i]);
+        s += d;
+        *mx = d > *mx || isnan(d) ? d : *mx;
+        *ref_max = fmax(*ref_max, fabs((double)((float *)b->data)[i]));
+    }
+    *mean = s / (double)n;
+    return 1;
+}
+
+/* `kinema forward --weights-type T` on the fixture UNet: runs, converts the weights, and its
+ * output stays near the f32 run's (max error bounds per type; nonzero for the lossy types). */
+KT_TEST(cli_forward_weights_type_unet) {
+    char out[4096], in[700], o[700], ref[700];
+    const char *fx = kt_fixtures();
+    snprintf(in, sizeof in, "%s/diffusers/unet3d/io_case0.safetensors", fx);
+    snprintf(ref, sizeof ref, "%s/f32.safetensors", kt_tmpdir());
+    int rc = kt_run(out, sizeof out, "%s forward -m %s/diffusers/unet3d -c unet -i %s -o %s --weights-type f32",
+                    kt_bin(), fx, in, ref);
+    KT_CHECKF(rc == 0, "%s", out);
+    /* Bounds on max |err| relative to max |out|, about 2.5x what the fixture gives (f16 0.2%,
+     * bf16 1.8%, q8 4%): rounding a weight costs ~2^-12 (f16), ~2^-9 (bf16, activations too) and
+     * ~1/254 of its block's range (q8), and this tiny random-weight net (8 groups of 2..4 channels)
+     * amplifies that about tenfold. The mean error must be well below the max. */
+    static const char *types[] = {"f16", "bf16", "q8"};
+    static const double max_rel[] = {5e-3, 4.5e-2, 1e-1}, min_abs[] = {1e-7, 1e-5, 1e-5};
+    for (int t = 0; t < 3; t++) {
+        snprintf(o, sizeof o, "%s/%s.safetensors", kt_tmpdir(), types[t]);
+        rc = kt_run(out, sizeof out, "%s forward -m %s/diffusers/unet3d -c unet -i %s -o %s --weights-type %s",
+                    kt_bin(), fx, in, o, types[t]);
+        KT_CHECKF(rc == 0 && strstr(out, "tensors converted"), "%s: %s", types[t], out);
+        kn_safetensors *a = kn_st_open(o), *b = kn_st_open(ref);
+        KT_CHECKF(a && b, "%s", kn_last_error());
+        if (!a || !b) {
+            if (a) kn_st_close(a);
+            if (b) kn_st_close(b);
+            continue;
+        }
+        kn_tensor ta, tb;
+        KT_OK(kn_st_get(a, "out.sample", &ta));
+        KT_OK(kn_st_get(b, "out.sample", &tb));
+        double mx = 0, mean = 0, rmax = 0;
+        KT_CHECKF(err_stats(&ta, &tb, &mx, &mean, &rmax), "%s: outputs do not match in size", types[t]);
+        printf("    weights %-4s: max |err| %.3g, mean |err| %.3g (max |out| %.3g)\n", types[t], mx, mean, rmax);
+        KT_CHECKF(mx <= max_rel[t] * rmax && mx >= min_abs[t], "%s: max |err| %g vs max |out| %g (bound %g x)",
+                  types[t], mx, rmax, max_rel[t]);
+        KT_CHECKF(mean <= 0.25 * mx && mean > 0, "%s: mean |err| %g vs max %g", types[t], mean, mx);
+        kn_st_close(a);
+        kn_st_close(b);
+    }
+    rc = kt_run(out, sizeof out, "%s forward -m %s/diffusers/unet3d -c unet -i %s -o %s --weights-type int4", kt_bin(),
+                fx, in, o);
+    KT_CHECKF(rc != 0 && strstr(out, "not one of f32, f16, bf16, q8") && !strchr(strchr(out, '\n') ? strchr(out, '\n') + 1 : "", '\n'),
+              "bad --weights-type: %s", out);
+}
+
+/* kn_params_to_lowp converts exactly the matrix / conv weights and keeps their values. */
+KT_TEST(params_to_lowp_selects_matrix_weights) {
+    kn_params P = {0};
+    int64_t s2[2] = {8, 40}, s4[4] = {6, 4, 3, 3}, s1[1] = {8}, se[2] = {50, 8};
+    kn_param_decl(&P, 2, s2, "blocks.0.attn.to_q.weight");
+    kn_param_decl(&P, 4, s4, "blocks.0.conv1.weight");
+    kn_param_decl(&P, 1, s1, "blocks.0.conv1.bias");
+    kn_param_decl(&P, 1, s1, "blocks.0.norm1.weight");
+    kn_param_decl(&P, 2, se, "text.token_embedding.weight");
+    kn_param_decl(&P, 2, s2, "time_embedding.linear_1.weight");
+    kn_param_decl(&P, 2, s2, "x.proj.weight_extra");
+    KT_OK(kn_params_alloc(&P));
+    kn_params_init_default(&P, 5);
+    float ref[8 * 40], deq[40];
+    memcpy(ref, P.items[0]->var.v.data, sizeof ref);
+    void *store = NULL;
+    int n = 0;
+    size_t bytes = 0;
+    KT_OK(kn_params_to_lowp(&P, KN_WT_Q8, &store, &n, &bytes));
+    static const kn_dtype want[] = {KN_U8, KN_U8, KN_F32, KN_F32, KN_F32, KN_U8, KN_F32};
+    for (int i = 0; i < P.n; i++)
+        KT_CHECKF(P.items[i]->var.v.dtype == want[i], "%s: dtype %s, want %s", P.items[i]->name,
+                  kn_dtype_name(P.items[i]->var.v.dtype), kn_dtype_name(want[i]));
+    KT_CHECKF(n == 3 && store && bytes >= 2 * kn_lowp_nbytes(KN_WT_Q8, 8, 40), "n %d bytes %zu", n, bytes);
+    KT_CHECK(P.items[1]->var.v.shape[3] == 3 && P.items[1]->var.v.ndim == 4); /* shape kept */
+    double e = 0;
+    for (int r = 0; r < 8; r++) {
+        kn_lowp_dequantize_row(KN_WT_Q8, (char *)P.items[0]->var.v.data + r * kn_lowp_row_bytes(KN_WT_Q8, 40), 40, deq);
+        for (int k = 0; k < 40; k++)
+            e = fmax(e, fabs(deq[k] - ref[r * 40 + k]));
+    }
+    KT_CHECKF(e > 0 && e < 0.05, "q8 round trip of to_q: max err %g", e);
+    void *none = (void *)1;
+    KT_OK(kn_params_to_lowp(&P, KN_WT_F32, &none, NULL, NULL));
+    KT_CHECK(none == NULL);
+    KT_CHECK(kn_params_to_lowp(&P, (kn_wtype)9, &none, NULL, NULL) == KN_ERR_ARG);
+    kn_params_free(&P);
+    kn_aligned_free(store);
 }

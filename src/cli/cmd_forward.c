@@ -18,7 +18,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: kinema forward --model PATH --component C --inputs IN.safetensors -o OUT.safetensors\n"
-               "                      [--threads N] [--repeat K]\n"
+               "                      [--threads N] [--repeat K] [--weights-type f32|f16|bf16|q8]\n"
                "  components and tensors:\n"
                "    unet          sample, timestep, encoder_hidden_states -> out.sample\n"
                "    vae-encode    x -> mean, logvar, std\n"
@@ -29,7 +29,10 @@ static void usage(FILE *f) {
                "    taehv-encode  video_u8 or x (N,T,3,H,W) -> latents\n"
                "    taehv-decode  latents -> decoded\n"
                "  PATH: a pipeline folder (model_index.json), a component folder (config.json + weights),\n"
-               "        or for taesd/taehv a weights file or a folder holding *encoder* / *decoder* weights.\n");
+               "        or for taesd/taehv a weights file or a folder holding *encoder* / *decoder* weights.\n"
+               "  --weights-type: run the matrix and conv weights of unet / vae / text-encoder in reduced\n"
+               "        precision (f16; bf16 with f32 accumulation; q8 = 8-bit blocks of 32 with an f32 scale),\n"
+               "        converted at load; default f32.\n");
 }
 
 static double now(void) {
@@ -109,7 +112,7 @@ static kn_status u8_or_f32(kn_ctx *c, kn_safetensors *in, const char *u8name, kn
 }
 
 static int cmd_forward(int argc, char **argv) {
-    const char *model = NULL, *comp = NULL, *inputs = NULL, *output = NULL;
+    const char *model = NULL, *comp = NULL, *inputs = NULL, *output = NULL, *wtype_s = "f32";
     long threads = 0, repeat = 1;
     const kn_cli_opt opts[] = {
         {"--model", "-m", KN_OPT_STR, &model},
@@ -118,6 +121,7 @@ static int cmd_forward(int argc, char **argv) {
         {"--output", "-o", KN_OPT_STR, &output},
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
         {"--repeat", NULL, KN_OPT_INT, &repeat, 1, 100000},
+        {"--weights-type", NULL, KN_OPT_STR, &wtype_s},
     };
     const char *pos[1];
     int npos;
@@ -132,6 +136,9 @@ static int cmd_forward(int argc, char **argv) {
         return kn_cli_error("forward: --model, --component, --inputs and -o are all required");
     static const char *known[] = {"unet", "vae-encode", "vae-decode", "text-encoder", "taesd-encode", "taesd-decode",
                                   "taehv-encode", "taehv-decode"};
+    kn_wtype wtype;
+    if (kn_wtype_parse(wtype_s, &wtype) != KN_OK)
+        return kn_cli_error("forward: --weights-type: %s", kn_last_error());
     int which = -1;
     for (int i = 0; i < 8; i++)
         if (!strcmp(comp, known[i]))
@@ -139,6 +146,9 @@ static int cmd_forward(int argc, char **argv) {
     if (which < 0)
         return kn_cli_error("forward: unknown component '%s' (unet, vae-encode, vae-decode, text-encoder, "
                             "taesd-encode, taesd-decode, taehv-encode, taehv-decode)", comp);
+    if (wtype != KN_WT_F32 && which >= 4)
+        return kn_cli_error("forward: --weights-type %s applies to unet, vae-encode, vae-decode and text-encoder, "
+                            "not %s", wtype_s, comp);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
@@ -153,6 +163,9 @@ static int cmd_forward(int argc, char **argv) {
     kn_taesd *tsd = NULL;
     kn_taehv *thv = NULL;
     kn_params *P = NULL;
+    void *lowp_store = NULL;
+    int nlowp = 0;
+    size_t lowp_bytes = 0;
     kn_status st = KN_OK;
     if (which == 0 || which == 1 || which == 2 || which == 3) {
         component_dir(model, which == 0 ? "unet" : which == 3 ? "text_encoder" : "vae", dir, sizeof dir);
@@ -182,6 +195,8 @@ static int cmd_forward(int argc, char **argv) {
                 kn_weights_close(w);
             }
         }
+        if (st == KN_OK)
+            st = kn_params_to_lowp(P, wtype, &lowp_store, &nlowp, &lowp_bytes);
     } else if (which == 4 || which == 5) {
         if ((st = tae_file(model, which == 4 ? "encoder" : "decoder", wpath, sizeof wpath)) == KN_OK &&
             !(tsd = which == 4 ? kn_taesd_load(wpath, NULL) : kn_taesd_load(NULL, wpath)))
@@ -339,6 +354,9 @@ static int cmd_forward(int argc, char **argv) {
     }
     printf("%s: %.3f ms/run (best of %ld, mean %.3f ms), %d threads, peak RSS %.0f MiB\n", comp, best * 1e3, repeat,
            total / repeat * 1e3, kn_get_threads(), kn_peak_rss() / 1048576.0);
+    if (wtype != KN_WT_F32)
+        printf("weights: %s, %d matrix/conv tensors converted (%.2f MiB)\n", kn_wtype_name(wtype), nlowp,
+               lowp_bytes / 1048576.0);
     rc = 0;
 done:
     kn_st_close(in);
@@ -347,6 +365,7 @@ done:
     kn_clip_text_free(text);
     kn_taesd_free(tsd);
     kn_taehv_free(thv);
+    kn_aligned_free(lowp_store);
     return rc;
 }
 

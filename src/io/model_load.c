@@ -270,3 +270,70 @@ kn_status kn_find_weights(const char *path, char *out, size_t n) {
     return kn_fail(KN_ERR_FORMAT, "%s: %d .safetensors files and none named diffusion_pytorch_model.safetensors", path,
                    count);
 }
+
+/* ------------------------------------------------------ reduced-precision weights */
+
+/* Whether parameter p is a matrix / conv weight that kn_params_to_lowp converts. */
+static int lowp_candidate(const kn_param *p) {
+    const kn_tensor *v = &p->var.v;
+    size_t n = strlen(p->name);
+    if (v->dtype != KN_F32 || v->ndim < 2 || !v->data || !kn_tensor_is_contiguous(v) || v->shape[0] < 1)
+        return 0;
+    if (n < 7 || strcmp(p->name + n - 7, ".weight") || strstr(p->name, "norm"))
+        return 0;
+    /* the name part before ".weight": token_embedding, position_embedding, ...embeddings */
+    const char *end = p->name + n - 7, *beg = end;
+    while (beg > p->name && beg[-1] != '.')
+        beg--;
+    for (const char *c = beg; c + 9 <= end; c++)
+        if (!strncmp(c, "embedding", 9))
+            return 0;
+    return 1;
+}
+
+kn_status kn_params_to_lowp(kn_params *P, kn_wtype t, void **store, int *nconv, size_t *bytes) {
+    static const kn_dtype dt[KN_WT_COUNT] = {KN_F32, KN_F16, KN_BF16, KN_U8};
+    if (!P || !store)
+        return kn_fail(KN_ERR_ARG, "params_to_lowp: no params table or store pointer");
+    if (t < 0 || t >= KN_WT_COUNT)
+        return kn_fail(KN_ERR_ARG, "params_to_lowp: unknown weights type %d", (int)t);
+    *store = NULL;
+    if (nconv)
+        *nconv = 0;
+    if (bytes)
+        *bytes = 0;
+    if (t == KN_WT_F32)
+        return KN_OK;
+    size_t total = 0;
+    int count = 0;
+    for (int i = 0; i < P->n; i++) {
+        const kn_tensor *v = &P->items[i]->var.v;
+        if (!lowp_candidate(P->items[i]))
+            continue;
+        total += (kn_lowp_nbytes(t, v->shape[0], kn_tensor_numel(v) / v->shape[0]) + 63) & ~(size_t)63;
+        count++;
+    }
+    if (!count)
+        return KN_OK;
+    char *blk = kn_aligned_alloc(total);
+    if (!blk)
+        return kn_fail(KN_ERR_NOMEM, "params_to_lowp: cannot allocate %zu bytes for %s weights", total,
+                       kn_wtype_name(t));
+    size_t off = 0;
+    for (int i = 0; i < P->n; i++) {
+        kn_tensor *v = &P->items[i]->var.v;
+        if (!lowp_candidate(P->items[i]))
+            continue;
+        int64_t rows = v->shape[0], K = kn_tensor_numel(v) / rows;
+        kn_lowp_quantize(t, v->data, rows, K, blk + off);
+        v->data = blk + off;
+        v->dtype = dt[t];
+        off += (kn_lowp_nbytes(t, rows, K) + 63) & ~(size_t)63;
+    }
+    *store = blk;
+    if (nconv)
+        *nconv = count;
+    if (bytes)
+        *bytes = total;
+    return KN_OK;
+}
