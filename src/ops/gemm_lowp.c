@@ -199,9 +199,10 @@ static void scratch_init(void) { KN_ASSERT(pthread_key_create(&scratch_key, scra
 
 #define PA_FLOATS ((size_t)MC * KC + 64)
 #define PB_FLOATS ((size_t)KC * NC)
-#define ROW_FLOATS ((size_t)KC + 64)
+#define ROW_LD (KC + 64)                     /* row stride of the converted rows */
+#define ROW_FLOATS ((size_t)MR * ROW_LD)
 
-/* A block, B block, one converted row; 64-byte aligned. */
+/* A block, B block, MR converted rows; 64-byte aligned. */
 static float *thread_scratch(void) {
     pthread_once(&scratch_once, scratch_init);
     float *p = pthread_getspecific(scratch_key);
@@ -234,18 +235,54 @@ typedef struct {
 
 /* ------------------------------------------------------------------ packing */
 
+/* In-register transpose of a 16 x 16 block: r[i] = row i in, r[c] = column c out. */
+static inline void transpose_16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) { /* pairs of rows, 32-bit interleave */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int q = 0; q < 16; q += 4) { /* 64-bit interleave: r[q+s] lane L = column 4L+s of rows q..q+3 */
+        __m512d a = _mm512_castps_pd(t[q]), b = _mm512_castps_pd(t[q + 1]);
+        __m512d c = _mm512_castps_pd(t[q + 2]), d = _mm512_castps_pd(t[q + 3]);
+        r[q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int s = 0; s < 4; s++) { /* gather lane L of r[s], r[4+s], r[8+s], r[12+s] */
+        __m512 a = _mm512_shuffle_f32x4(r[s], r[4 + s], 0x44), b = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0x44);
+        __m512 c = _mm512_shuffle_f32x4(r[s], r[4 + s], 0xEE), d = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0xEE);
+        t[s] = _mm512_shuffle_f32x4(a, b, 0x88);
+        t[4 + s] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        t[8 + s] = _mm512_shuffle_f32x4(c, d, 0x88);
+        t[12 + s] = _mm512_shuffle_f32x4(c, d, 0xDD);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
 /* f32 micro-panels of W rows [i0, i0+mc), K range [pc, pc+kc): element (i, k) at k*MR + i,
- * rows past mc zero. row: scratch of ROW_FLOATS. */
-static void pack_a_f32(const lp_job *g, int64_t i0, int mc, float *dst, float *row) {
+ * rows past mc zero. rows: scratch of ROW_FLOATS (the MR rows widened to f32, stride ROW_LD),
+ * then 16 x 16 transposes into the panel. */
+static void pack_a_f32(const lp_job *g, int64_t i0, int mc, float *dst, float *rows) {
     int kc = g->kc;
     for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kc) {
         int mr = KN_MIN(MR, mc - p);
-        for (int i = 0; i < MR; i++) {
-            if (i < mr)
-                row_to_f32(g->t, g->W + (i0 + p + i) * g->wrb, g->pc, kc, row);
-            for (int k = 0; k < kc; k++)
-                dst[k * MR + i] = i < mr ? row[k] : 0.0f;
+        for (int i = 0; i < mr; i++)
+            row_to_f32(g->t, g->W + (i0 + p + i) * g->wrb, g->pc, kc, rows + i * ROW_LD);
+        int k = 0;
+        for (; k + 16 <= kc; k += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < mr ? _mm512_loadu_ps(rows + i * ROW_LD + k) : _mm512_setzero_ps();
+            transpose_16x16(r);
+            for (int c = 0; c < 16; c++)
+                _mm512_mask_storeu_ps(dst + (k + c) * MR, (__mmask16)((1u << MR) - 1), r[c]);
         }
+        for (; k < kc; k++)
+            for (int i = 0; i < MR; i++)
+                dst[k * MR + i] = i < mr ? rows[i * ROW_LD + k] : 0.0f;
     }
 }
 
