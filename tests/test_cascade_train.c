@@ -2,7 +2,9 @@
  * and spatial stages, runs are bitwise reproducible across thread counts and across a stop and
  * resume, config mismatches fail with one line before any work, gradients reach the cascade
  * inputs (fps embedding, cond slice of conv_in), and the noise conditioning augmentation really
- * noises the cond. Tiny frozen VAE (8/16 channels) and text encoder, UNet 16/32 channels.
+ * noises the cond, the option draws and the rank reach the model, mixed image batches and
+ * spatial-only UNets work. Tiny frozen VAE (8/16 channels) and text encoder, UNet 8/16 or 16/32
+ * channels, 16-32 px.
  *
  * KINEMA_SR_BENCH=N (threads, 0: 2) adds a timing run (cascade_train_bench): seconds per step of a 48/96-channel
  * tsr (16 frames, 16x16 latents, batch 2) and ssr (4 frames, 32x32 latents, batch 2). */

@@ -2,7 +2,15 @@
  * interpolation / extrapolation with a frame mask) and spatial SR (upsampled low-resolution
  * latents as the cond, optional noise conditioning augmentation), trained on the frozen VAE's
  * latents and the frozen text encoder's embeddings. Every random draw is a Philox stream indexed
- * by (seed, sample index), as in trainer.c, so resume and data parallelism are exact. */
+ * by (seed, sample index), as in trainer.c, so resume and data parallelism are exact.
+ *
+ * Choices the header leaves open:
+ *   - temporal with a clip source (d->source): the clips come at the source's rate, so the fps
+ *     conditioning is d->fps (the drawn rate when d->fps is 0);
+ *   - temporal with noise augmentation: the known frames' latents are noised, unknown frames stay
+ *     0 (cond = m * (sqrt(ac) x0 + sqrt(1 - ac) n)), as the stage sampler does;
+ *   - spatial with an fps-conditioned UNet: the conditioning is d->fps;
+ *   - d->is_image (joint image-video batches) is honoured by the spatial stage only. */
 #include "train/cascade.h"
 
 #include <math.h>
