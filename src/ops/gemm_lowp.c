@@ -326,12 +326,21 @@ static void pack_b_f32(const lp_job *g, int64_t j0, int nc, float *dst, int roun
                 _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
                 _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
             }
-        } else {
-            for (int j = 0; j < NR; j++) {
-                const float *src = g->B + (j0 + q + j) * g->ldb + k0;
-                for (int k = 0; k < kc; k++)
-                    dst[k * NR + j] = j < nr ? src[k] : 0.0f;
-            }
+        } else { /* op(B)[k][j] = B[j*ldb + k]: 16 x 16 transposes of B's rows */
+            const float *src = g->B + (j0 + q) * g->ldb + k0;
+            int k = 0;
+            for (; k + 16 <= kc; k += 16)
+                for (int h = 0; h < 2; h++) {
+                    __m512 r[16];
+                    for (int j = 0; j < 16; j++)
+                        r[j] = 16 * h + j < nr ? _mm512_loadu_ps(src + (16 * h + j) * g->ldb + k) : _mm512_setzero_ps();
+                    transpose_16x16(r);
+                    for (int c = 0; c < 16; c++)
+                        _mm512_store_ps(dst + (k + c) * NR + 16 * h, r[c]);
+                }
+            for (; k < kc; k++)
+                for (int j = 0; j < NR; j++)
+                    dst[k * NR + j] = j < nr ? src[j * g->ldb + k] : 0.0f;
         }
         if (round)
             for (int k = 0; k < kc * NR; k++)
