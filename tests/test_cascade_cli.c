@@ -65,6 +65,7 @@ static int make_models(cascade_models *m) {
     t.cond_channels = 5;
     s.cond_channels = 4;
     s.noise_aug_cond = 1;
+    s.fps_cond = 1; /* an ssr may be fps-conditioned too: the commands pass the clip's rate */
     s.temporal_attention = 0;
     s.sample_size = BASE_PX;
     kn_vae_config vc = kn_vae_config_default();

@@ -138,6 +138,7 @@ static int run_cascade(const kn_t2v_bundle *b, kn_arena *A, const float *pos, co
             p.noise_aug = b->ssr->cfg.noise_aug_cond ? ci->ssr_noise_aug : 0;
             p.same_noise = ci->ssr_same_noise;
             p.chunk = ci->ssr_chunk;
+            p.fps = (float)*fps; /* for an fps-conditioned ssr: the clip's rate */
             st = kn_cascade_upscale(b->ssr, &b->m.sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
             *h *= ci->ssr_scale;
             *w *= ci->ssr_scale;

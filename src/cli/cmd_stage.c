@@ -190,6 +190,7 @@ static int run_stage(stage_kind k, int argc, char **argv) {
         p.noise_aug = u->cfg.noise_aug_cond ? b.cascade.ssr_noise_aug : 0;
         p.same_noise = b.cascade.ssr_same_noise;
         p.chunk = b.cascade.ssr_chunk;
+        p.fps = (float)fps_out; /* for an fps-conditioned ssr: the clip's rate */
     } else {
         p.steps = steps > 0 ? (int)steps : b.cascade.tsr_steps;
         p.guidance_scale = guidance >= 0 ? (float)guidance : b.cascade.tsr_guidance;
