@@ -415,6 +415,42 @@ KT_TEST(cascade_cli_same_video_for_any_thread_count) {
     KT_CHECKF(kt_run(out, sizeof out, "%s interpolate '%s' -m '%s' --steps 2 -o '%s.2.y4m' -t 2", kt_bin(), a, dir, b) == 0,
               "%s", out);
     KT_CHECK(kt_run(out, sizeof out, "cmp '%s' '%s.2.y4m'", b, b) == 0);
+    /* 3 threads (more than the cores) too, for generate and upscale */
+    KT_CHECKF(kt_run(out, sizeof out, "%s generate -m '%s' %s -o '%s' -t 3", kt_bin(), dir, args, b) == 0, "%s", out);
+    KT_CHECK(kt_run(out, sizeof out, "cmp '%s' '%s'", a, b) == 0);
+    KT_CHECKF(kt_run(out, sizeof out, "%s upscale '%s' -m '%s' --steps 2 -o '%s.u1.y4m' -t 1", kt_bin(), a, dir, a) == 0,
+              "%s", out);
+    KT_CHECKF(kt_run(out, sizeof out, "%s upscale '%s' -m '%s' --steps 2 -o '%s.u3.y4m' -t 3", kt_bin(), a, dir, a) == 0,
+              "%s", out);
+    KT_CHECK(kt_run(out, sizeof out, "cmp '%s.u1.y4m' '%s.u3.y4m'", a, a) == 0);
+    expect_video(b, 16, 2 * BASE_PX, 2 * BASE_PX, 4 * BASE_FPS);
+}
+
+/* A cascade of one stage: only the spatial SR. generate names it 1-ssr; interpolate refuses. */
+KT_TEST(cascade_cli_spatial_only_cascade) {
+    cascade_models m;
+    if (!make_models(&m))
+        return;
+    char dir[700], keep[700], o[700], out[8192], p[800];
+    snprintf(dir, sizeof dir, "%s/ssr_only", kt_tmpdir());
+    snprintf(keep, sizeof keep, "%s/stages", kt_tmpdir());
+    snprintf(o, sizeof o, "%s/o.y4m", kt_tmpdir());
+    kn_export_opts eo = cascade_opts(&m, KN_F32);
+    eo.tsr = NULL;
+    KT_OK(kn_export_t2v(dir, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", &eo));
+    free_models(&m);
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    char *mi = read_text(p);
+    KT_CHECK(mi && strstr(mi, "\"ssr\"") && !strstr(mi, "\"tsr\""));
+    free(mi);
+    int rc = kt_run(out, sizeof out, "%s generate -m '%s' x --steps 1 -g 1 --keep-stages '%s' -o '%s'", kt_bin(), dir,
+                    keep, o);
+    KT_CHECKF(rc == 0, "%s", out);
+    snprintf(p, sizeof p, "%s/1-ssr.mp4", keep);
+    expect_video(p, BASE_F, 2 * BASE_PX, 2 * BASE_PX, BASE_FPS);
+    expect_video(o, BASE_F, 2 * BASE_PX, 2 * BASE_PX, BASE_FPS);
+    rc = kt_run(out, sizeof out, "%s interpolate '%s' -m '%s' -o '%s/never.y4m'", kt_bin(), o, dir, kt_tmpdir());
+    KT_CHECK(rc != 0 && strstr(out, "has no temporal SR stage") && one_error_line(out));
 }
 
 KT_TEST(cascade_cli_stage_commands_shapes_and_rates) {
