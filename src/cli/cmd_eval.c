@@ -531,6 +531,10 @@ static int eval_stage(int argc, char **argv) {
             if (st == KN_OK)
                 st = kn_cascade_interpolate(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, lo_F, h, h, k, &sp, c.lat2);
             if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[T_MODEL]);
+            /* the input frames are kept as they were given, as `kinema interpolate` and frame
+             * blending keep them: only the generated frames pass through the VAE */
+            for (int j = 0; st == KN_OK && j < lo_F; j++)
+                memcpy(o[T_MODEL] + (size_t)j * k * H * H * 3, low + (size_t)j * H * H * 3, (size_t)H * H * 3);
             /* blending, doubled log2 k times */
             if (st == KN_OK) {
                 memcpy(o[T_BLEND], low, nlo);

@@ -6,7 +6,8 @@
  *
  * IN is read with io/video.h (any format it reads), resized when the stage needs it (the temporal
  * stage works at the model's base frame size; the spatial one at any multiple of the VAE factor),
- * VAE-encoded, run through the stage's sampler (diffusion/cascade.h) and decoded; OUT is written
+ * VAE-encoded, run through the stage's sampler (diffusion/cascade.h) and decoded (the input frames
+ * themselves are kept unchanged in the output of interpolate and extend); OUT is written
  * atomically (nothing is left behind on failure). */
 #include "cli/cli.h"
 #include "cli/model_path.h"
@@ -220,6 +221,13 @@ static int run_stage(stage_kind k, int argc, char **argv) {
         goto done;
     }
     kn_video_to_rgb8(video, Fo, ho * f, wo * f, res.rgb);
+    /* the given frames are kept as they were (only the generated ones pass through the VAE):
+     * input frame i is output frame factor * i (interpolate) or i (extend) */
+    if (k != ST_UPSCALE) {
+        size_t fb = (size_t)(H * W * 3);
+        for (int64_t i = 0; i < F; i++)
+            memcpy(res.rgb + (size_t)(k == ST_INTERPOLATE ? i * factor : i) * fb, in.rgb + (size_t)i * fb, fb);
+    }
     if (kn_video_write(out, &res, NULL) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
