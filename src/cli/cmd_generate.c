@@ -3,6 +3,7 @@
  * {"cascade"}) runs base -> temporal SR (times x) -> spatial SR -> decode unless --no-cascade. */
 #include "cli/cli.h"
 #include "cli/model_path.h"
+#include "io/model_load.h"
 #include "io/safetensors.h"
 #include "io/tae_load.h"
 #include "io/t2v_load.h"
@@ -36,6 +37,8 @@ static void usage(FILE *f) {
             "  -s, --seed N            noise seed (default 0); same seed, same video at any --threads\n"
             "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
             "      --karras            Karras sigmas (euler, euler_a, dpmpp_2m)\n"
+            "      --weights-type T    f32 (default), f16, bf16 (AVX512-BF16 dot products, f32 accumulation) or\n"
+            "                          q8 (8-bit blocks of 32): the UNets' matrix and conv weights, converted at load\n"
             "      --fps F             the base's frame rate: its fps conditioning when the UNet has one, and the\n"
             "                          output file's rate (times the temporal SR factors of a cascade);\n"
             "                          default: the model's, else 8\n"
@@ -200,7 +203,7 @@ static size_t cascade_estimate(const kn_t2v_bundle *b, const kn_t2v_params *base
 static int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *neg = "", *model = NULL, *out = "out.mp4", *sched = NULL, *latents_path = NULL,
                *save_latents = NULL, *variant = NULL, *init_video = NULL, *latents_name = NULL, *vae_kind = NULL,
-               *vae_path = NULL;
+               *vae_path = NULL, *wtype_s = "f32";
     long steps = 25, frames = 0, height = 0, width = 0, clip_skip = 0, chunk = 4, threads = 0;
     uint64_t seed = 0;
     double guidance = 9.0, fps = 0, strength = 0.6;
@@ -236,6 +239,7 @@ static int cmd_generate(int argc, char **argv) {
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
         {"--no-cascade", NULL, KN_OPT_FLAG, &no_cascade},
         {"--keep-stages", NULL, KN_OPT_STR, &keep_stages},
+        {"--weights-type", NULL, KN_OPT_STR, &wtype_s},
     };
     const char *pos[1];
     int npos = 0;
@@ -264,11 +268,31 @@ static int cmd_generate(int argc, char **argv) {
     }
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
+    kn_wtype wtype;
+    if (kn_wtype_parse(wtype_s, &wtype) != KN_OK)
+        return kn_cli_error("generate: --weights-type: %s", kn_last_error());
     kn_t2v_bundle b;
     double t0 = now();
     if (kn_t2v_load(model, variant, &b) != KN_OK)
         return kn_cli_error("%s", kn_last_error());
     int rc = 1;
+    void *lowp[3] = {NULL, NULL, NULL}; /* the UNets' converted weights */
+    if (wtype != KN_WT_F32) {
+        kn_unet3d *us[3] = {b.m.unet, b.tsr, b.ssr};
+        size_t lb = 0;
+        for (int i = 0; i < 3; i++) {
+            size_t bytes = 0;
+            if (us[i] && kn_params_to_lowp(&us[i]->P, wtype, &lowp[i], NULL, &bytes) != KN_OK) {
+                kn_cli_error("%s", kn_last_error());
+                for (int j = 0; j < i; j++)
+                    kn_aligned_free(lowp[j]);
+                kn_t2v_unload(&b);
+                return 1;
+            }
+            lb += bytes;
+        }
+        fprintf(stderr, "UNet weights as %s: %.1f MiB\n", wtype_s, lb / 1048576.0);
+    }
     kn_taesd *tsd = NULL;
     kn_taehv *thv = NULL;
     float *emb = NULL, *lat0 = NULL, *vlat = NULL, *latents = NULL, *video = NULL;
@@ -504,6 +528,8 @@ done:
     kn_taesd_free(tsd);
     kn_taehv_free(thv);
     kn_t2v_unload(&b);
+    for (int i = 0; i < 3; i++)
+        kn_aligned_free(lowp[i]);
     return rc;
 }
 
