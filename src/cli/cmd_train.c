@@ -270,6 +270,7 @@ static int cmd_train(int argc, char **argv) {
         for (int i = 0; i < nst; i++) {
             kn_train_opts *o = so[i];
             o->steps = i == 1 ? steps : (int64_t)(o->steps * f) > 1 ? (int64_t)(o->steps * f) : 1;
+            o->image_steps = (int64_t)(o->image_steps * f);
             if (o->warmup >= o->steps) o->warmup = o->steps / 10;
         }
     }

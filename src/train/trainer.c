@@ -75,11 +75,12 @@ static int clip_fps(const kn_train_data *d, uint64_t seed, uint64_t index) {
     return d->fps_choices[k < d->nfps ? k : d->nfps - 1];
 }
 
-/* 1 when Shapes clip `index` is drawn as a still image (joint image-video training). */
+/* 1 when Shapes clip `index` is drawn as a still image (joint image-video training); all are
+ * during the image phase (d->images_only, set by the UNet stage for its first image_steps). */
 static int clip_is_image(const kn_train_data *d, uint64_t seed, uint64_t index) {
     if (d->source)
         return d->is_image ? d->is_image(index, d->source_user) : 0;
-    return d->image_fraction > 0 && uniform(mix(seed, S_IMAGE, 0), index) < d->image_fraction;
+    return d->images_only || (d->image_fraction > 0 && uniform(mix(seed, S_IMAGE, 0), index) < d->image_fraction);
 }
 
 /* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. An image
@@ -226,8 +227,11 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
     if (!tape)
         return KN_ERR_NOMEM;
     kn_status st = KN_OK;
+    kn_train_data dd = *d; /* images_only follows the step */
+    d = &dd;
     for (; s_unet->step < o->steps && st == KN_OK; s_unet->step++, s_text->step = s_unet->step) {
         int64_t step = s_unet->step;
+        dd.images_only = step < o->image_steps && !dd.source;
         kn_arena_reset(A, 0);
         kn_tape_clear(tape);
         kn_params_zero_grads(&unet->P);

@@ -45,6 +45,7 @@ typedef struct kn_train_data {
     int nfps;
     int fps_choices[4];
     float image_fraction;
+    int images_only; /* internal: every Shapes clip is a still image (the image phase) */
 } kn_train_data;
 
 /* Called after backward, before the optimiser step, on each params table being trained: the hook
@@ -65,6 +66,10 @@ typedef struct kn_train_opts {
      * batch world*B. */
     int rank, world;
     int checkpointing; /* recompute UNet block activations in backward (less memory, ~1.3x time) */
+    /* UNet stage: the first image_steps steps train on still frames only, every temporal layer
+     * masked: a text-to-image model, which the following video steps inflate (Make-A-Video; with
+     * identity-initialised temporal layers the inflated model starts as the image model) */
+    int64_t image_steps;
     kn_grad_sync_fn grad_sync;
     void *grad_sync_user;
 } kn_train_opts;
