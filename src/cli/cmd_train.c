@@ -1,11 +1,13 @@
 /* cmd_train.c — `kinema train --recipe NAME --out DIR [--steps N] [--save-every K] [--seed S]
- * [--resume]`: trains a latent text-to-video model from scratch on Shapes-T2V, logs the loss to
- * DIR/log.csv and exports the result as a diffusers folder DIR/model. */
+ * [--resume] [--init MODEL]`: trains a latent text-to-video model from scratch on Shapes-T2V (or
+ * fine-tunes one exported before: --init), logs the loss to DIR/log.csv and exports the result as
+ * a diffusers folder DIR/model. */
 #include "cli/cli.h"
 #include "cli/dist.h"
 #include "io/checkpoint_io.h"
 #include "io/export.h"
 #include "io/folder_data.h"
+#include "io/init_load.h"
 #include "io/recipe_config.h"
 #include "io/tokenizer.h"
 #include "train/recipes.h"
@@ -33,7 +35,7 @@ typedef struct {
     kn_train_state ck[K_MAX];
     int n; /* 3, or 5 with the SR stages */
     const char *path;
-    char config[640];
+    char config[2560];
 } ckpt_ctx;
 
 static void ckpt_bind(ckpt_ctx *k, kn_params *P[K_MAX]) {
@@ -178,6 +180,11 @@ static void usage(FILE *f) {
                "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
+               "  --init MODEL       start from an exported model folder (a run's DIR/model or a compatible\n"
+               "                     diffusers folder): its vae, text_encoder, unet (tsr, ssr) weights by name;\n"
+               "                     temporal layers it lacks keep their identity init; the VAE stage is\n"
+               "                     skipped and its scaling factor kept. With \"freeze_spatial\": true in\n"
+               "                     --config only the temporal layers train (CogVideo)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
                "  --export-only      write DIR/model from DIR/last.safetensors as it is, without training\n"
                "  --grad-checkpointing  recompute UNet activations in backward: less memory, more time\n"
@@ -195,6 +202,7 @@ static void usage(FILE *f) {
 static int cmd_train(int argc, char **argv) {
     const char *config_path = NULL;
     const char *recipe = NULL, *out = NULL, *tokdir = NULL, *data_dir = NULL, *export_dtype = "f32", *until_s = NULL;
+    const char *init_dir = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
     int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0;
@@ -216,6 +224,7 @@ static int cmd_train(int argc, char **argv) {
         {"--grad-checkpointing", NULL, KN_OPT_FLAG, &checkpointing},
         {"--export-dtype", NULL, KN_OPT_STR, &export_dtype},
         {"--until", NULL, KN_OPT_STR, &until_s},
+        {"--init", NULL, KN_OPT_STR, &init_dir},
     };
     const char *pos[1];
     int npos;
@@ -360,6 +369,27 @@ static int cmd_train(int argc, char **argv) {
         kn_params_init_default(&ssr->P, rc.ssr_opts.seed);
         kn_unet3d_init_temporal_identity(ssr);
     }
+    /* --init: the folder's weights replace the fresh ones before any optimiser or EMA state is
+     * made from them (the EMA starts as a copy of the loaded weights) */
+    kn_init_report irep = {0};
+    if (init_dir) {
+        if (kn_init_from_folder(init_dir, vae, text, unet, tsr, ssr, &irep) != KN_OK) {
+            kn_cli_error("train: %s", kn_last_error());
+            goto done;
+        }
+        if (rank == 0) {
+            fprintf(stderr, "init: %d tensors from %s (latent scaling factor %.4f)", irep.loaded, init_dir,
+                    (double)irep.vae_scale);
+            if (irep.fresh)
+                fprintf(stderr, "; %d new temporal parameters (%lld values, e.g. %s) keep their identity init",
+                        irep.fresh, (long long)irep.fresh_numel, irep.fresh_first);
+            if (tsr && !irep.tsr_loaded)
+                fprintf(stderr, "; tsr not in the folder: trained from scratch");
+            if (ssr && !irep.ssr_loaded)
+                fprintf(stderr, "; ssr not in the folder: trained from scratch");
+            fputc('\n', stderr);
+        }
+    }
     char path[2048], ckpath[2048];
     snprintf(ckpath, sizeof ckpath, "%s/last.safetensors", out);
     if (kn_stage_state_init(&sv, &vae->P, &rc.vae_opts) != KN_OK) {
@@ -394,17 +424,32 @@ static int cmd_train(int argc, char **argv) {
         kn_cli_error("train: a cascade recipe needs both SR stages");
         goto done;
     }
-    char srcfg[160] = "";
+    char srcfg[160] = "", initcfg[2200] = "";
+    if (init_dir) { /* the folder as given, JSON-escaped: --resume must name the same one */
+        size_t k = (size_t)snprintf(initcfg, sizeof initcfg, ", \"init\": \"");
+        for (const char *q = init_dir; *q && k + 8 < sizeof initcfg; q++) {
+            if (*q == '"' || *q == '\\')
+                initcfg[k++] = '\\';
+            initcfg[k++] = (unsigned char)*q < 0x20 ? '?' : *q;
+        }
+        snprintf(initcfg + k, sizeof initcfg - k, "\"");
+    }
+    if (rc.unet_opts.freeze_spatial)
+        snprintf(initcfg + strlen(initcfg), sizeof initcfg - strlen(initcfg), ", \"freeze_spatial\": 1");
     if (tsr)
         snprintf(srcfg, sizeof srcfg, ", \"tsr_steps\": %lld, \"ssr_steps\": %lld, \"tsr_seed\": %llu, \"ssr_seed\": %llu",
                  (long long)rc.tsr_opts.steps, (long long)rc.ssr_opts.steps, (unsigned long long)rc.tsr_opts.seed,
                  (unsigned long long)rc.ssr_opts.seed);
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
-             "\"batch\": %d, \"world\": %d%s%s}",
+             "\"batch\": %d, \"world\": %d%s%s%s}",
              recipe_id, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
              (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
-             data_dir ? ", \"data\": \"folder\"" : "", srcfg);
+             data_dir ? ", \"data\": \"folder\"" : "", srcfg, initcfg);
+    /* --init: the VAE comes trained; its stage's steps count as done (a checkpoint loaded below
+     * says the same) */
+    if (init_dir)
+        sv.step = rc.vae_opts.steps;
     kn_params *Ps[K_MAX] = {&vae->P, &unet->P, &text->P, tsr ? &tsr->P : NULL, ssr ? &ssr->P : NULL};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
@@ -480,14 +525,14 @@ static int cmd_train(int argc, char **argv) {
         ret = 0;
         goto done;
     }
-    float scale = 1.0f;
-    if (kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
+    float scale = irep.vae_scale;
+    if (!init_dir && kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
     vae->cfg.scaling_factor = scale;
     if (rank == 0)
-        fprintf(stderr, "vae done; latent scaling factor %.4f\n", scale);
+        fprintf(stderr, "vae %s; latent scaling factor %.4f\n", init_dir ? "from --init" : "done", scale);
     tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
     progress_ctx pu = {log, now(), su.step, quiet, save_every, &ck, 0, rank};
     if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,

@@ -8,7 +8,7 @@
 static const char *known[] = {"base", "size", "frames", "fps", "batch", "vae_channels", "vae_steps", "vae_lr",
                               "text_width", "text_layers", "text_heads", "unet_channels", "unet_layers_per_block",
                               "unet_head_dim", "unet_groups", "unet_steps", "unet_lr", "objective", "min_snr_gamma",
-                              "cond_dropout", "ema_decay", NULL};
+                              "cond_dropout", "ema_decay", "freeze_spatial", NULL};
 
 kn_status kn_recipe_load(const char *path, kn_recipe *r) {
     kn_config *c = kn_config_load(path);
@@ -88,6 +88,11 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
     F64("ema_decay", r->unet_opts.ema_decay, 0, 0.999999);
 #undef INT
 #undef F64
+    {
+        int fz = 0;
+        if ((st = kn_config_bool(c, "freeze_spatial", r->unet_opts.freeze_spatial, &fz)) != KN_OK) goto done;
+        r->unet_opts.freeze_spatial = fz;
+    }
     if ((st = kn_config_str(c, "objective", NULL, &obj)) != KN_OK) goto done;
     if (obj) {
         if (!strcmp(obj, "eps")) r->unet_opts.objective = KN_PRED_EPS;

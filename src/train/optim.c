@@ -45,7 +45,7 @@ kn_status kn_adamw_init(kn_adamw *o, const kn_adamw_config *cfg, kn_params *P) {
         int64_t n = kn_tensor_numel(t), off = param_off(P, i);
         int decay = !(cfg->no_decay_1d && t->ndim <= 1);
         for (int64_t s = 0; s < n; s += KN_OPTIM_CHUNK) {
-            kn_optim_seg g = {off + s, KN_MIN(KN_OPTIM_CHUNK, n - s), decay};
+            kn_optim_seg g = {off + s, KN_MIN(KN_OPTIM_CHUNK, n - s), decay, 0};
             o->seg[o->nseg++] = g;
         }
     }
@@ -73,6 +73,8 @@ typedef struct {
 static void adamw_item(int64_t si, void *pp) {
     const adamw_job *c = pp;
     const kn_optim_seg *sg = &c->o->seg[si];
+    if (sg->frozen)
+        return;
     float *restrict p = c->p + sg->off, *restrict m = c->o->m + sg->off, *restrict v = c->o->v + sg->off;
     const float *restrict g = c->g + sg->off;
     const float dm = sg->decay ? c->decay_mul : 1.0f;
@@ -110,6 +112,40 @@ kn_status kn_adamw_step(kn_adamw *o, double lr) {
     c.eps = (float)o->cfg.eps;
     kn_parallel_for(o->nseg, adamw_item, &c);
     return KN_OK;
+}
+
+/* Segments are cut per parameter in table order (kn_adamw_init), so parameter i owns the next
+ * ceil(numel_i / KN_OPTIM_CHUNK) segments. */
+kn_status kn_adamw_freeze(kn_adamw *o, kn_param_pred_fn pred, void *user, int *nfrozen) {
+    if (!o->P || !o->seg)
+        return kn_fail(KN_ERR_ARG, "adamw: optimiser is not initialised");
+    if (!pred)
+        return kn_fail(KN_ERR_ARG, "adamw: freeze needs a predicate");
+    const kn_params *P = o->P;
+    int64_t si = 0;
+    for (int i = 0; i < P->n; i++) {
+        int64_t n = kn_tensor_numel(&P->items[i]->var.v);
+        int64_t ns = (n + KN_OPTIM_CHUNK - 1) / KN_OPTIM_CHUNK;
+        KN_ASSERT(si + ns <= o->nseg);
+        if (ns > 0 && !o->seg[si].frozen && pred(P->items[i]->name, user)) {
+            for (int64_t k = 0; k < ns; k++)
+                o->seg[si + k].frozen = 1;
+            o->nfrozen++;
+            o->frozen_numel += n;
+        }
+        si += ns;
+    }
+    if (nfrozen)
+        *nfrozen = o->nfrozen;
+    return KN_OK;
+}
+
+void kn_adamw_zero_frozen_grads(kn_adamw *o) {
+    if (!o->P || !o->P->grad_block || !o->nfrozen)
+        return;
+    for (int64_t si = 0; si < o->nseg; si++)
+        if (o->seg[si].frozen)
+            memset(o->P->grad_block + o->seg[si].off, 0, (size_t)o->seg[si].n * sizeof(float));
 }
 
 /* --------------------------------------------------------------- grad norm

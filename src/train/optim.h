@@ -36,6 +36,7 @@ kn_adamw_config kn_adamw_default_config(void);
 typedef struct kn_optim_seg {
     int64_t off, n;
     int decay;
+    int frozen; /* kn_adamw_freeze: the step leaves this run (values, moments) untouched */
 } kn_optim_seg;
 
 #define KN_OPTIM_CHUNK 4096
@@ -47,6 +48,8 @@ typedef struct kn_adamw {
     int64_t step;       /* number of steps taken (PyTorch's state['step']) */
     kn_optim_seg *seg;  /* fixed work split, independent of the thread count */
     int64_t nseg;
+    int nfrozen;        /* parameters frozen by kn_adamw_freeze */
+    int64_t frozen_numel;
 } kn_adamw;
 
 /* Allocates zeroed moments for P (values and grads allocated). Fails on a bad config. */
@@ -57,6 +60,18 @@ void kn_adamw_free(kn_adamw *o);
  *   p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
  *   p -= lr/(1-b1^step) * m / (sqrt(v)/sqrt(1-b2^step) + eps). */
 kn_status kn_adamw_step(kn_adamw *o, double lr);
+
+/* Freezing (CogVideo: "freeze the spatial weights, train only the temporal layers"): marks every
+ * parameter of o->P whose name satisfies pred(name, user) != 0 as frozen. kn_adamw_step skips a
+ * frozen parameter entirely — no weight decay, no moment update — so its value stays bitwise
+ * what it was, as a torch parameter with requires_grad=False left out of the optimiser. Calls
+ * accumulate (a parameter frozen once stays frozen) and are idempotent. *nfrozen (may be NULL)
+ * receives the number of parameters frozen so far. */
+typedef int (*kn_param_pred_fn)(const char *name, void *user);
+kn_status kn_adamw_freeze(kn_adamw *o, kn_param_pred_fn pred, void *user, int *nfrozen);
+/* Zeroes the gradients of the frozen parameters (their grads are None in torch), so that
+ * kn_grad_norm / kn_clip_grad_norm measure the trained parameters only. Call before clipping. */
+void kn_adamw_zero_frozen_grads(kn_adamw *o);
 
 /* Global L2 norm of all gradients of P (sum of squares in double, fixed chunk order). */
 double kn_grad_norm(const kn_params *P);

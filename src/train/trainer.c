@@ -53,6 +53,7 @@ static kn_status opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *
     kn_lr_schedule ls = {o->lr, o->lr_min, o->warmup, o->steps};
     if (o->grad_sync)
         KN_TRY(o->grad_sync(P, o->grad_sync_user));
+    kn_adamw_zero_frozen_grads(&s->opt);
     if (o->grad_clip > 0)
         kn_clip_grad_norm(P, o->grad_clip);
     KN_TRY(kn_adamw_step(&s->opt, kn_lr_at(&ls, s->step)));
@@ -212,9 +213,16 @@ kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t see
     return KN_OK;
 }
 
+static int spatial_param(const char *name, void *user) {
+    (void)user;
+    return !kn_unet3d_temporal_param(name);
+}
+
 kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, const kn_sched_config *sched,
                         kn_stage_state *s_unet, kn_stage_state *s_text, const kn_train_opts *o, const kn_train_data *d,
                         kn_tokenize_fn tok, void *tok_user, kn_arena *A, kn_train_progress_fn progress, void *user) {
+    if (o->freeze_spatial)
+        KN_TRY(kn_adamw_freeze(&s_unet->opt, spatial_param, NULL, NULL));
     kn_scheduler sc;
     KN_TRY(kn_sched_init(&sc, sched, KN_SCHED_DDPM));
     int64_t B = d->batch, T = d->frames, S = d->size, HW = S * S;
@@ -317,7 +325,17 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             }
             wts[b] = (float)wgt;
         }
-        kn_var *emb = kn_clip_text_forward(&c, text, ids, B, L, 0, NULL, NULL, NULL);
+        kn_var *emb;
+        if (o->freeze_spatial) { /* a frozen text encoder: its forward off the tape, a constant input */
+            kn_ctx ct;
+            kn_ctx_init(&ct, A, NULL);
+            emb = kn_clip_text_forward(&ct, text, ids, B, L, 0, NULL, NULL, NULL);
+            if ((st = kn_ctx_status(&ct)) != KN_OK)
+                break;
+            emb->requires_grad = 0;
+        } else {
+            emb = kn_clip_text_forward(&c, text, ids, B, L, 0, NULL, NULL, NULL);
+        }
         kn_unet3d_cond uc = {0};
         uc.is_image = any_img ? img : NULL;
         uc.fps = unet->cfg.fps_cond ? fps : NULL;
@@ -331,7 +349,8 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             (st = kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g)) != KN_OK ||
             (st = kn_backward(&c, pred, 1.0f)) != KN_OK)
             break;
-        if ((st = opt_step(s_unet, &unet->P, o)) != KN_OK || (st = opt_step(s_text, &text->P, o)) != KN_OK)
+        if ((st = opt_step(s_unet, &unet->P, o)) != KN_OK ||
+            (!o->freeze_spatial && (st = opt_step(s_text, &text->P, o)) != KN_OK))
             break;
         if (!isfinite(loss)) {
             st = kn_fail(KN_ERR_INTERNAL, "unet training diverged at step %lld (loss %g)", (long long)step, loss);

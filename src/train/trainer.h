@@ -72,6 +72,11 @@ typedef struct kn_train_opts {
     int64_t image_steps;
     kn_grad_sync_fn grad_sync;
     void *grad_sync_user;
+    /* UNet stage (CogVideo): train only the temporal layers. Every UNet parameter for which
+     * kn_unet3d_temporal_param(name) is 0 is frozen in the optimiser (kn_adamw_freeze: bitwise
+     * untouched, its gradient left out of the clipping norm) and the text encoder is not trained
+     * (no backward through it, no optimiser or EMA step): both stay as loaded. */
+    int freeze_spatial;
 } kn_train_opts;
 
 /* Progress: called after every step with the loss. Return nonzero to stop early. */
