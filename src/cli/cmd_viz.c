@@ -17,8 +17,21 @@
  *       frame-to-frame difference map (|frame t - frame t-1| x gain): flicker shows up as light in
  *       the bottom row. OUT is a video (format from the extension, e.g. .mp4, .gif, .y4m) of
  *       (F, 2 H, 3 W) at the clip's frame rate.
+ *
+ *   kinema viz attention [-m DIR] -p PROMPT --word WORD -o OUT [--steps S] [--seed K] [--frames F]
+ *                          [-g G] [--alpha A]
+ *       Cross-attention heat maps of one word over the frames (prompt-to-prompt's "aggregate
+ *       attention"): the base model generates PROMPT while every spatial transformer's
+ *       cross-attention reports the probability its queries give WORD's tokens (softmax over the
+ *       text tokens, mean over heads and over the word's BPE tokens, the prompt's sample of the
+ *       CFG batch); each layer's map is resized bilinearly to the latent grid and the maps are
+ *       averaged over layers and steps. The map is normalised over the whole clip (min..max),
+ *       coloured with a jet-like map and alpha-blended onto the frames. OUT: a video by its
+ *       extension (F, H, W), or for a plain .png a contact sheet of strips of up to 8 frames,
+ *       each strip the generated frames above their overlays.
  */
 #include "cli/cli.h"
+#include "cli/model_path.h"
 #include "core/core.h"
 #include "io/image.h"
 #include "io/t2v_load.h"
@@ -35,6 +48,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: kinema viz latent-walk --model DIR -o GRID.png [options]\n"
             "       kinema viz flicker IN_CLIP --model DIR -o OUT [options]\n"
+            "       kinema viz attention [-m DIR] -p PROMPT --word WORD -o OUT [options]\n"
             "latent-walk: generations along the slerp between the starting noise of two seeds, one row each\n"
             "  -p, --prompt TEXT       prompt (default \"a large red circle moving right\")\n"
             "      --seed-a A, --seed-b B   the two noise seeds (default 0, 1)\n"
@@ -48,6 +62,13 @@ static void usage(FILE *f) {
             "      --seed K            noise seed (default 0)\n"
             "      --frames F          at most F frames of the clip (default 16)\n"
             "      --gain X            difference map gain (default 4)\n"
+            "attention: cross-attention heat map of WORD over the frames (base stage of a cascade)\n"
+            "      --word WORD         a word of the prompt (all of its BPE tokens)\n"
+            "      --steps S           denoising steps (default 20); --seed K noise seed (default 0)\n"
+            "      --frames F          frames (default: the model's, else 8); -g G guidance (default 9)\n"
+            "      --alpha A           heat map opacity 0..1 (default 0.5)\n"
+            "      OUT                 a video (.mp4, .gif, .webp, .y4m, NAME%%d.png, DIR/) or a .png contact\n"
+            "                          sheet (frames above their overlays, up to 8 per strip)\n"
             "common:\n"
             "  -m, --model DIR         model folder (flicker: a cascade with ssr/)\n"
             "  -o, --output PATH       output file\n"
@@ -326,6 +347,214 @@ done:
     return rc;
 }
 
+/* The positions of word's BPE tokens in the padded prompt ids[0..L) (bos w1 .. wn eos pad ..):
+ * *pos = first index of the token run, *n its length. 0 on success, else the CLI exit code after
+ * one error line naming the word and listing the prompt's words. */
+static int find_word(kn_tokenizer *tok, const int32_t *ids, int64_t L, const char *word, int *pos, int *n) {
+    int32_t w[KN_CLIP_MAX_LENGTH + 2];
+    int nw = 0;
+    if (kn_tokenize(tok, word, w, (int)(sizeof w / sizeof w[0]), &nw) != KN_OK)
+        return kn_cli_error("viz attention: --word '%s' is too long (%d tokens)", word, nw);
+    int k = nw - 2; /* without bos, eos */
+    if (k < 1)
+        return kn_cli_error("viz attention: --word '%s' has no tokens", word);
+    int eos = kn_tokenizer_eos(tok), end = 1;
+    while (end < L && ids[end] != eos)
+        end++;
+    for (int i = 1; i + k <= end; i++)
+        if (!memcmp(ids + i, w + 1, (size_t)k * sizeof *w)) {
+            if (k > KN_CAPTURE_MAX_TOKENS)
+                return kn_cli_error("viz attention: --word '%s' has %d tokens, at most %d are captured", word, k,
+                                    KN_CAPTURE_MAX_TOKENS);
+            *pos = i;
+            *n = k;
+            return 0;
+        }
+    char words[1024] = "";
+    if (end > 1 && kn_detokenize(tok, ids + 1, end - 1, words, sizeof words) != KN_OK)
+        words[sizeof words - 1] = 0;
+    for (char *p = words; *p; p++) /* "a red circle" -> "a, red, circle" below */
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    char list[1400];
+    size_t o = 0;
+    for (const char *p = words; *p && o + 4 < sizeof list;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        if (o)
+            list[o++] = ',', list[o++] = ' ';
+        while (*p && *p != ' ' && o + 2 < sizeof list)
+            list[o++] = *p++;
+    }
+    list[o] = 0;
+    return kn_cli_error("viz attention: the word '%s' is not in the prompt (its words: %s)", word,
+                        o ? list : "none");
+}
+
+/* jet-like colour map of v in [0, 1]: dark blue -> blue -> cyan -> yellow -> red -> dark red */
+static void jet(float v, float rgb[3]) {
+    for (int ch = 0; ch < 3; ch++) {
+        float x = 1.5f - fabsf(4.0f * v - (float)(3 - ch));
+        rgb[ch] = x < 0 ? 0 : x > 1 ? 1 : x;
+    }
+}
+
+static int attention(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *prompt = NULL, *word = NULL;
+    long steps = 20, frames = 0, threads = 0;
+    uint64_t seed = 0;
+    double guidance = 9.0, alpha = 0.5;
+    const kn_cli_opt opts[] = {
+        {"--model", "-m", KN_OPT_STR, &model},
+        {"--output", "-o", KN_OPT_STR, &out},
+        {"--prompt", "-p", KN_OPT_STR, &prompt},
+        {"--word", "-w", KN_OPT_STR, &word},
+        {"--steps", NULL, KN_OPT_INT, &steps, 1, KN_SCHED_MAX_STEPS},
+        {"--seed", "-s", KN_OPT_U64, &seed},
+        {"--frames", NULL, KN_OPT_INT, &frames, 1, 1024},
+        {"--guidance", "-g", KN_OPT_FLOAT, &guidance, 0, 100},
+        {"--alpha", NULL, KN_OPT_FLOAT, &alpha, 0, 1},
+        {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
+    };
+    const char *pos[1];
+    int npos = 0;
+    int r = kn_cli_parse("viz attention", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 0, &npos);
+    if (r == 2) {
+        usage(stdout);
+        return 0;
+    }
+    if (!r)
+        return 2;
+    if (!prompt || !*prompt)
+        return kn_cli_error("viz attention: no -p PROMPT given");
+    if (!word || !*word)
+        return kn_cli_error("viz attention: no --word WORD given (a word of the prompt)");
+    if (!out)
+        return kn_cli_error("viz attention: no -o OUT given (a video, or a .png contact sheet)");
+    char bundled[2048];
+    if (!(model = kn_cli_model_path("viz attention", model, bundled, sizeof bundled)))
+        return 1;
+    size_t ol = strlen(out);
+    int sheet = ol >= 4 && !strcasecmp(out + ol - 4, ".png") && !strchr(out, '%');
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
+    viz_ctx c = {0};
+    kn_attn_capture cap = {0};
+    float *video = NULL, *map = NULL, *up = NULL;
+    uint8_t *rgb = NULL, *img = NULL;
+    int rc = viz_load(&c, model, prompt);
+    if (rc)
+        goto done;
+    int tpos = 0, ntok = 0;
+    if ((rc = find_word(c.b.tok, c.ids, c.L, word, &tpos, &ntok)))
+        goto done;
+    rc = 1;
+    cap.ntok = ntok;
+    for (int i = 0; i < ntok; i++)
+        cap.tok[i] = tpos + i;
+    cap.sample = -1; /* the prompt: last in the CFG batch [uncond, cond], the only sample without CFG */
+    kn_t2v_params p = kn_t2v_params_default();
+    p.steps = (int)steps;
+    p.guidance_scale = (float)guidance;
+    p.seed = seed;
+    p.frames = frames > 0 ? (int)frames : c.b.frames > 0 ? c.b.frames : 8;
+    p.fps = (float)(c.b.fps > 0 ? c.b.fps : 8.0);
+    const int px = c.b.m.unet->cfg.sample_size > 0 ? c.b.m.unet->cfg.sample_size * c.f : 64, F = p.frames;
+    p.height = p.width = px;
+    const int64_t h = px / c.f, HW = (int64_t)px * px;
+    video = malloc(sizeof(float) * 3 * (size_t)F * HW);
+    map = malloc(sizeof(float) * (size_t)F * h * h);
+    up = malloc(sizeof(float) * (size_t)F * HW);
+    rgb = malloc((size_t)F * HW * 3 * 2);
+    if (!video || !map || !up || !rgb) {
+        kn_cli_error("viz attention: out of memory for %d frames of %dx%d", F, px, px);
+        goto done;
+    }
+    c.b.m.unet->capture = &cap;
+    size_t mark = kn_arena_mark(c.A);
+    kn_status st = kn_t2v_run(&c.b.m, c.A, c.emb, c.emb + c.L * c.D, c.L, &p, NULL, video);
+    kn_arena_reset(c.A, mark);
+    c.b.m.unet->capture = NULL;
+    int64_t nmaps = cap.count;
+    if (st == KN_OK)
+        st = kn_attn_capture_mean(&cap, map);
+    if (st == KN_OK) {
+        kn_tensor tm = kn_tensor_view(KN_F32, 4, (int64_t[]){F, 1, h, h}, map);
+        kn_tensor tu = kn_tensor_view(KN_F32, 4, (int64_t[]){F, 1, px, px}, up);
+        st = kn_resize_bilinear(NULL, &tm, px, px, &tu);
+    }
+    if (st != KN_OK) {
+        kn_cli_error("viz attention: %s", kn_last_error());
+        goto done;
+    }
+    /* normalise over the whole clip, so that frames compare */
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < F * HW; i++) {
+        lo = up[i] < lo ? up[i] : lo;
+        hi = up[i] > hi ? up[i] : hi;
+    }
+    float range = hi - lo > 1e-12f ? hi - lo : 1.0f;
+    uint8_t *over = rgb + (size_t)F * HW * 3;
+    kn_video_to_rgb8(video, F, px, px, rgb);
+    for (int64_t i = 0; i < F * HW; i++) {
+        float col[3];
+        jet((up[i] - lo) / range, col);
+        for (int ch = 0; ch < 3; ch++) {
+            float v = (1.0f - (float)alpha) * rgb[i * 3 + ch] + (float)alpha * 255.0f * col[ch];
+            over[i * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+        }
+    }
+    int W = px, Hh = px;
+    if (sheet) {
+        /* strips of up to 8 frames: the generated frames, their overlays below */
+        int cols = F < 8 ? F : 8, strips = (F + cols - 1) / cols;
+        W = cols * px;
+        Hh = strips * 2 * px;
+        img = calloc((size_t)W * Hh * 3, 1);
+        if (!img) {
+            kn_cli_error("viz attention: out of memory for a %dx%d sheet", W, Hh);
+            goto done;
+        }
+        for (int f = 0; f < F; f++)
+            for (int k = 0; k < 2; k++)
+                for (int y = 0; y < px; y++)
+                    memcpy(img + (((size_t)(f / cols * 2 + k) * px + y) * W + (size_t)(f % cols) * px) * 3,
+                           (k ? over : rgb) + ((size_t)f * HW + (size_t)y * px) * 3, (size_t)px * 3);
+        st = kn_image_write_png(out, img, Hh, W);
+    } else {
+        kn_video v = {F, px, px, c.b.fps > 0 ? c.b.fps : 8.0, over};
+        st = kn_video_write(out, &v, NULL);
+    }
+    if (st != KN_OK) {
+        kn_cli_error("viz attention: %s", kn_last_error());
+        goto done;
+    }
+    printf("%s: '%s' (tokens %d..%d of the prompt) over %d frames of %dx%d, %lld layer maps (%lld per step), "
+           "attention %.4f..%.4f\n", out, word, tpos, tpos + ntok - 1, F, px, px, (long long)nmaps,
+           (long long)(nmaps / (p.steps > 0 ? p.steps : 1)), lo, hi);
+    /* where the word looks, per frame: the peak and the centre of mass of the map (pixels) */
+    for (int f = 0; f < F; f++) {
+        const float *m = up + (size_t)f * HW;
+        double s = 0, sx = 0, sy = 0;
+        int64_t best = 0;
+        for (int64_t i = 0; i < HW; i++) {
+            double wgt = m[i] - lo;
+            s += wgt, sx += wgt * (double)(i % px), sy += wgt * (double)(i / px);
+            best = m[i] > m[best] ? i : best;
+        }
+        printf("frame %d: peak (x %lld, y %lld), centre of mass (x %.1f, y %.1f)\n", f, (long long)(best % px),
+               (long long)(best / px), s > 0 ? sx / s : NAN, s > 0 ? sy / s : NAN);
+    }
+    rc = 0;
+done:
+    kn_attn_capture_free(&cap);
+    free(video), free(map), free(up), free(rgb), free(img);
+    viz_free(&c);
+    return rc;
+}
+
 static int cmd_viz(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -335,7 +564,9 @@ static int cmd_viz(int argc, char **argv) {
         return latent_walk(argc - 1, argv + 1);
     if (!strcmp(argv[1], "flicker"))
         return flicker(argc - 1, argv + 1);
-    return kn_cli_error("viz: unknown view '%s' (latent-walk or flicker)", argv[1]);
+    if (!strcmp(argv[1], "attention"))
+        return attention(argc - 1, argv + 1);
+    return kn_cli_error("viz: unknown view '%s' (latent-walk, flicker or attention)", argv[1]);
 }
 
-KN_CLI_COMMAND(viz, "viz", "look inside a model: latent walks, SR flicker", cmd_viz)
+KN_CLI_COMMAND(viz, "viz", "look inside a model: latent walks, SR flicker, cross-attention maps", cmd_viz)

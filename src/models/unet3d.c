@@ -279,7 +279,7 @@ static kn_var *ttemp_m(kn_ctx *c, const kn_ttemp_l *l, kn_var *x, const tmask *m
 /* One layer of a 3-D block: resnet -> temp_conv -> [attention -> temp_attention]. Hooks fire only
  * for the layers the model has. */
 static kn_var *block_layer(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, kn_var *temb, kn_var *text,
-                           const tmask *m, kn_unet_hook hook, void *user, const char *prefix) {
+                           const tmask *m, kn_attn_capture *cap, kn_unet_hook hook, void *user, const char *prefix) {
     char name[128];
     h = kn_resnet_fwd(c, &b->resnets[i], h, temb);
     snprintf(name, sizeof name, "%s.resnets.%d", prefix, i);
@@ -290,7 +290,7 @@ static kn_var *block_layer(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, 
         emit(c, hook, user, name, h);
     }
     if (b->attns) {
-        h = kn_t2d_fwd(c, &b->attns[i], h, text);
+        h = kn_t2d_fwd_cap(c, &b->attns[i], h, text, cap);
         snprintf(name, sizeof name, "%s.attentions.%d", prefix, i);
         emit(c, hook, user, name, h);
         if (b->tattns) {
@@ -313,13 +313,14 @@ typedef struct {
 static kn_var *layer_fn(kn_ctx *c, kn_var **in, int nin, const void *user) {
     const layer_args *a = user;
     (void)nin;
-    return block_layer(c, a->b, a->i, in[0], in[1], in[2], &a->m, NULL, NULL, "");
+    return block_layer(c, a->b, a->i, in[0], in[1], in[2], &a->m, NULL, NULL, NULL, "");
 }
 
 static kn_var *block_layer_ck(kn_ctx *c, const kn_unet_block *b, int i, kn_var *h, kn_var *temb, kn_var *text,
-                              const tmask *m, kn_unet_hook hook, void *user, const char *prefix) {
-    if (!c->tape || !c->checkpointing || hook || c->status != KN_OK)
-        return block_layer(c, b, i, h, temb, text, m, hook, user, prefix);
+                              const tmask *m, kn_attn_capture *cap, kn_unet_hook hook, void *user,
+                              const char *prefix) {
+    if (!c->tape || !c->checkpointing || hook || cap || c->status != KN_OK)
+        return block_layer(c, b, i, h, temb, text, m, cap, hook, user, prefix);
     layer_args *a = kn_arena_alloc(c->A, sizeof *a);
     if (!a) {
         kn_ctx_fail(c, KN_ERR_NOMEM);
@@ -438,6 +439,14 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
             m.rows = rows;
         }
     }
+    kn_attn_capture *cap = cond->capture ? cond->capture : u->capture;
+    if (cap) {
+        kn_status st = kn_attn_capture_begin(cap, B, T, H, W);
+        if (st != KN_OK) {
+            kn_ctx_fail(c, st);
+            return NULL;
+        }
+    }
     int saved_frames = c->frames;
     c->frames = (int)T;
     int C0 = cf->block_out_channels[0];
@@ -488,7 +497,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
         const kn_unet_block *b = &u->down[i];
         snprintf(name, sizeof name, "down_blocks.%d", i);
         for (int l = 0; l < b->nlayers; l++) {
-            h = block_layer_ck(c, b, l, h, temb, ctx, &m, hook, user, name);
+            h = block_layer_ck(c, b, l, h, temb, ctx, &m, cap, hook, user, name);
             if (nskip < 64)
                 skips[nskip++] = h;
         }
@@ -511,7 +520,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
             h = tconv_m(c, &b->tconvs[0], h, &m);
             emit(c, hook, user, "mid_block.temp_convs.0", h);
         }
-        h = kn_t2d_fwd(c, &b->attns[0], h, ctx);
+        h = kn_t2d_fwd_cap(c, &b->attns[0], h, ctx, cap);
         emit(c, hook, user, "mid_block.attentions.0", h);
         if (b->tattns) {
             h = ttemp_m(c, &b->tattns[0], h, &m);
@@ -535,7 +544,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
             }
             kn_var *skip = skips[--nskip];
             h = kn_v_concat(c, h, skip, 1);
-            h = block_layer_ck(c, b, l, h, temb, ctx, &m, hook, user, name);
+            h = block_layer_ck(c, b, l, h, temb, ctx, &m, cap, hook, user, name);
         }
         if (b->has_sampler && c->status == KN_OK) {
             /* upsample to the size of the next skip (diffusers forward_upsample_size) */

@@ -73,6 +73,11 @@ typedef struct kn_unet3d {
     kn_ttemp_l transformer_in;      /* declared when has_tattn */
     kn_unet_block down[KN_UNET_MAX_BLOCKS], up[KN_UNET_MAX_BLOCKS], mid;
     kn_norm_l norm_out;
+    /* Cross-attention capture (nn/layers.h) used by every forward call whose kn_unet3d_cond gives
+     * none: lets callers that do not build the conditioning themselves (kn_t2v_run) capture. NULL
+     * (the default): off, nothing computed. Set it around one run only; a model with a capture
+     * attached must not be run from two threads at once. */
+    kn_attn_capture *capture;
 } kn_unet3d;
 
 /* Builds the module tree and declares (and allocates) the parameters; values are zero until
@@ -102,6 +107,11 @@ typedef struct kn_unet3d_cond {
      * so gradients are exact); when every sample is an image the layers are not run at all. NULL:
      * all videos. */
     const int *is_image;
+    /* Cross-attention capture: every spatial transformer's attn2 reports the attention of the
+     * capture's token positions for its sample (see kn_attn_capture in nn/layers.h); NULL: the
+     * model's own u->capture, which is NULL by default (off: the output is bitwise unchanged).
+     * Not compatible with gradient checkpointing (the layers then run without it). */
+    kn_attn_capture *capture;
 } kn_unet3d_cond;
 
 /* kn_unet3d_forward with the cascade conditioning (cond may be NULL: nothing given). Fails with

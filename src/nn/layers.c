@@ -125,7 +125,185 @@ void kn_tblock_decl(kn_tblock_l *l, kn_params *P, int64_t dim, int heads, int64_
     kn_linear_decl(&l->ff_out, P, dim * 4, dim, 1, NAME(b, prefix, "ff.net.2"));
 }
 
-kn_var *kn_tblock_fwd(kn_ctx *c, const kn_tblock_l *l, kn_var *x, kn_var *ctx) {
+/* ------------------------------------------------ cross-attention capture */
+
+kn_status kn_attn_capture_begin(kn_attn_capture *cap, int64_t B, int64_t T, int64_t H, int64_t W) {
+    if (cap->ntok < 1 || cap->ntok > KN_CAPTURE_MAX_TOKENS)
+        return kn_fail(KN_ERR_ARG, "attention capture: %d token positions (1..%d)", cap->ntok, KN_CAPTURE_MAX_TOKENS);
+    for (int i = 0; i < cap->ntok; i++)
+        if (cap->tok[i] < 0)
+            return kn_fail(KN_ERR_ARG, "attention capture: token position %d is negative", cap->tok[i]);
+    if (cap->sample < -1 || cap->sample >= B)
+        return kn_fail(KN_ERR_ARG, "attention capture: sample %d of a batch of %lld", cap->sample, (long long)B);
+    if (B < 1 || T < 1 || H < 1 || W < 1)
+        return kn_fail(KN_ERR_SHAPE, "attention capture: empty batch or latent grid");
+    if (cap->sum && (cap->T != T || cap->H != H || cap->W != W))
+        return kn_fail(KN_ERR_SHAPE, "attention capture: latent grid (%lld,%lld,%lld) changed to (%lld,%lld,%lld) "
+                       "between calls", (long long)cap->T, (long long)cap->H, (long long)cap->W, (long long)T,
+                       (long long)H, (long long)W);
+    if (!cap->sum) {
+        cap->sum = calloc((size_t)(T * H * W), sizeof(float));
+        if (!cap->sum)
+            return kn_fail(KN_ERR_NOMEM, "attention capture: out of memory for a (%lld,%lld,%lld) map", (long long)T,
+                           (long long)H, (long long)W);
+        cap->T = T, cap->H = H, cap->W = W;
+        cap->count = 0;
+    }
+    cap->B = B;
+    cap->nlayer = 0;
+    return KN_OK;
+}
+
+kn_status kn_attn_capture_mean(const kn_attn_capture *cap, float *mean) {
+    if (!cap->sum || cap->count < 1)
+        return kn_fail(KN_ERR_ARG, "attention capture: nothing captured (the model has no cross-attention layer "
+                       "or did not run)");
+    int64_t n = cap->T * cap->H * cap->W;
+    for (int64_t i = 0; i < n; i++)
+        mean[i] = cap->sum[i] / (float)cap->count;
+    return KN_OK;
+}
+
+void kn_attn_capture_free(kn_attn_capture *cap) {
+    free(cap->sum);
+    cap->sum = NULL;
+    cap->count = 0;
+    cap->nlayer = 0;
+    cap->T = cap->H = cap->W = cap->B = 0;
+}
+
+typedef struct {
+    const float *q, *k;   /* q (rows, Lq, H*D), k (rows, L, H*D) */
+    float *scratch;       /* (nth, L) */
+    float *probs;         /* (rows, Lq, ntok) */
+    const int *tok;
+    int ntok, heads;
+    int64_t rows, Lq, L, D;
+    float scale;
+} probs_task;
+
+/* One query row (r, i) per item; each row's softmax runs in one fixed order on one thread, so the
+ * result does not depend on the thread count. */
+static void probs_worker(int ith, int nth, void *ctx) {
+    const probs_task *a = ctx;
+    int64_t b, e, HD = (int64_t)a->heads * a->D;
+    kn_split_range(a->rows * a->Lq, ith, nth, &b, &e);
+    float *s = a->scratch + (int64_t)ith * a->L;
+    for (int64_t it = b; it < e; it++) {
+        int64_t r = it / a->Lq;
+        const float *q = a->q + it * HD, *k = a->k + r * a->L * HD;
+        float *p = a->probs + it * a->ntok;
+        for (int t = 0; t < a->ntok; t++)
+            p[t] = 0.0f;
+        for (int hd = 0; hd < a->heads; hd++) {
+            const float *qh = q + hd * a->D;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < a->L; j++) {
+                const float *kh = k + j * HD + hd * a->D;
+                float d = 0.0f;
+                for (int64_t x = 0; x < a->D; x++)
+                    d += qh[x] * kh[x];
+                s[j] = d * a->scale;
+                mx = s[j] > mx ? s[j] : mx;
+            }
+            double sum = 0.0;
+            for (int64_t j = 0; j < a->L; j++)
+                sum += exp((double)(s[j] - mx));
+            for (int t = 0; t < a->ntok; t++)
+                p[t] += (float)(exp((double)(s[a->tok[t]] - mx)) / sum);
+        }
+        for (int t = 0; t < a->ntok; t++)
+            p[t] /= (float)a->heads;
+    }
+}
+
+kn_status kn_attn_probs(kn_arena *A, const kn_attn_l *l, const kn_tensor *x, const kn_tensor *ctx, int64_t row0,
+                        int64_t rows, const int *tok, int ntok, float *probs) {
+    char s1[96], s2[96];
+    KN_TRY(kn_op_in("attn_probs", "x", x, 3));
+    KN_TRY(kn_op_in("attn_probs", "ctx", ctx, 3));
+    if (!A)
+        return kn_fail(KN_ERR_ARG, "attn_probs: an arena is needed for scratch");
+    int64_t BT = x->shape[0], Lq = x->shape[1], L = ctx->shape[1];
+    if (ctx->shape[0] != BT || row0 < 0 || rows < 1 || row0 + rows > BT)
+        return kn_fail(KN_ERR_SHAPE, "attn_probs: x %s, ctx %s, rows [%lld, %lld)", kn_shape_str(x, s1, sizeof s1),
+                       kn_shape_str(ctx, s2, sizeof s2), (long long)row0, (long long)(row0 + rows));
+    for (int t = 0; t < ntok; t++)
+        if (tok[t] < 0 || tok[t] >= L)
+            return kn_fail(KN_ERR_ARG, "attn_probs: token position %d outside the %lld text tokens", tok[t],
+                           (long long)L);
+    size_t mark = kn_arena_mark(A);
+    kn_tensor xs, cs, q = {0}, k = {0};
+    kn_status st = kn_tensor_slice(x, 0, row0, row0 + rows, &xs);
+    if (st == KN_OK)
+        st = kn_tensor_slice(ctx, 0, row0, row0 + rows, &cs);
+    if (st == KN_OK)
+        st = kn_linear(A, &xs, &l->q.w->v, l->q.b ? &l->q.b->v : NULL, &q);
+    if (st == KN_OK)
+        st = kn_linear(A, &cs, &l->k.w->v, l->k.b ? &l->k.b->v : NULL, &k);
+    int nth = kn_get_threads();
+    float *scratch = st == KN_OK ? kn_arena_alloc(A, (size_t)(nth * L) * sizeof(float)) : NULL;
+    if (st == KN_OK && !scratch)
+        st = KN_ERR_NOMEM;
+    if (st == KN_OK) {
+        probs_task a = {q.data, k.data, scratch, probs, tok, ntok, l->heads, rows, Lq, L, l->dim_head,
+                        1.0f / sqrtf((float)l->dim_head)};
+        kn_parallel(probs_worker, &a);
+    }
+    kn_arena_reset(A, mark);
+    return st;
+}
+
+/* attn2's capture: the captured sample's rows of h (BT, HW, C) -> probabilities -> token mean ->
+ * bilinear to the latent grid -> added to cap->sum. Scratch from c->A, released. */
+static void capture_layer(kn_ctx *c, const kn_attn_l *l, kn_var *h, kn_var *ctx, kn_attn_capture *cap, int64_t H,
+                          int64_t W) {
+    if (c->status != KN_OK || !h || !ctx)
+        return;
+    int64_t BT = h->v.shape[0], HW = h->v.shape[1];
+    if (cap->B < 1 || BT % cap->B || BT / cap->B != cap->T || !cap->sum) {
+        kn_ctx_failf(c, KN_ERR_ARG, "attention capture: a layer of %lld rows outside a capture begun for a batch of "
+                     "%lld x %lld frames (call kn_attn_capture_begin)", (long long)BT, (long long)cap->B,
+                     (long long)cap->T);
+        return;
+    }
+    int64_t T = cap->T, row0 = (cap->sample < 0 ? cap->B - 1 : cap->sample) * T, n = T * HW;
+    size_t mark = kn_arena_mark(c->A);
+    int64_t H0 = cap->H, W0 = cap->W;
+    float *probs = kn_arena_alloc(c->A, (size_t)(n * cap->ntok) * sizeof(float));
+    float *map = kn_arena_alloc(c->A, (size_t)n * sizeof(float));
+    float *up = kn_arena_alloc(c->A, (size_t)(T * H0 * W0) * sizeof(float));
+    kn_status st = probs && map && up ? KN_OK : KN_ERR_NOMEM;
+    if (st == KN_OK)
+        st = kn_attn_probs(c->A, l, &h->v, &ctx->v, row0, T, cap->tok, cap->ntok, probs);
+    if (st == KN_OK && cap->on_layer) {
+        kn_attn_capture_layer info = {cap->nlayer, l, &h->v, &ctx->v, row0, T, H, W, ctx->v.shape[1], probs};
+        cap->on_layer(&info, cap->user);
+    }
+    if (st == KN_OK) {
+        for (int64_t i = 0; i < n; i++) {
+            float m = 0.0f;
+            for (int t = 0; t < cap->ntok; t++)
+                m += probs[i * cap->ntok + t];
+            map[i] = m / (float)cap->ntok;
+        }
+        kn_tensor tm = kn_tensor_view(KN_F32, 4, (int64_t[]){T, 1, H, W}, map);
+        kn_tensor tu = kn_tensor_view(KN_F32, 4, (int64_t[]){T, 1, H0, W0}, up);
+        st = kn_resize_bilinear(NULL, &tm, H0, W0, &tu);
+    }
+    if (st == KN_OK) {
+        for (int64_t i = 0; i < T * H0 * W0; i++)
+            cap->sum[i] += up[i];
+        cap->count++;
+        cap->nlayer++;
+    }
+    kn_arena_reset(c->A, mark);
+    if (st != KN_OK)
+        kn_ctx_fail(c, st);
+}
+
+static kn_var *tblock_fwd(kn_ctx *c, const kn_tblock_l *l, kn_var *x, kn_var *ctx, kn_attn_capture *cap, int64_t H,
+                          int64_t W) {
     size_t m = kn_ctx_scope_begin(c);
     kn_var *h = kn_layer_norm_fwd(c, &l->norm1, x);
     h = kn_attn_fwd(c, &l->attn1, h, NULL, NULL);
@@ -133,6 +311,8 @@ kn_var *kn_tblock_fwd(kn_ctx *c, const kn_tblock_l *l, kn_var *x, kn_var *ctx) {
     x = kn_ctx_scope_end(c, m, x);
     m = kn_ctx_scope_begin(c);
     h = kn_layer_norm_fwd(c, &l->norm2, x);
+    if (cap && ctx)
+        capture_layer(c, &l->attn2, h, ctx, cap, H, W);
     h = kn_attn_fwd(c, &l->attn2, h, ctx, NULL);
     x = kn_v_add(c, h, x);
     x = kn_ctx_scope_end(c, m, x);
@@ -143,6 +323,10 @@ kn_var *kn_tblock_fwd(kn_ctx *c, const kn_tblock_l *l, kn_var *x, kn_var *ctx) {
     h = kn_linear_fwd(c, &l->ff_out, h);
     x = kn_v_add(c, h, x);
     return kn_ctx_scope_end(c, m, x);
+}
+
+kn_var *kn_tblock_fwd(kn_ctx *c, const kn_tblock_l *l, kn_var *x, kn_var *ctx) {
+    return tblock_fwd(c, l, x, ctx, NULL, 0, 0);
 }
 
 /* ----------------------------------------------------- spatial transformer */
@@ -164,6 +348,10 @@ void kn_t2d_decl(kn_t2d_l *l, kn_params *P, int64_t C, int heads, int64_t dim_he
 }
 
 kn_var *kn_t2d_fwd(kn_ctx *c, const kn_t2d_l *l, kn_var *x, kn_var *ctx) {
+    return kn_t2d_fwd_cap(c, l, x, ctx, NULL);
+}
+
+kn_var *kn_t2d_fwd_cap(kn_ctx *c, const kn_t2d_l *l, kn_var *x, kn_var *ctx, kn_attn_capture *cap) {
     if (c->status != KN_OK)
         return NULL;
     size_t m = kn_ctx_scope_begin(c);
@@ -175,7 +363,7 @@ kn_var *kn_t2d_fwd(kn_ctx *c, const kn_t2d_l *l, kn_var *x, kn_var *ctx) {
     h = h ? kn_var_reshape(c, h, 3, ts) : NULL;
     h = kn_linear_fwd(c, &l->proj_in, h);
     for (int i = 0; i < l->nblocks; i++)
-        h = kn_tblock_fwd(c, &l->blocks[i], h, ctx);
+        h = tblock_fwd(c, &l->blocks[i], h, ctx, cap, H, W);
     h = kn_linear_fwd(c, &l->proj_out, h);
     int64_t is[4] = {BT, H, W, C};
     h = h ? kn_var_reshape(c, h, 4, is) : NULL;

@@ -79,6 +79,58 @@ void kn_t2d_decl(kn_t2d_l *l, kn_params *P, int64_t C, int heads, int64_t dim_he
                  int groups, const char *prefix);
 kn_var *kn_t2d_fwd(kn_ctx *c, const kn_t2d_l *l, kn_var *x, kn_var *ctx);
 
+/* ------------------------------------------------ cross-attention capture
+ * Prompt-to-prompt style "aggregate attention" (Hertz et al. 2022; diffusers' AttentionStore):
+ * while a capture is attached, every spatial transformer's cross-attention (attn2 of each block)
+ * also computes, for the captured sample's rows only, the attention probabilities of the chosen
+ * text positions: softmax(q kᵀ / sqrt(d)) over the L text tokens, averaged over heads. The flash
+ * kernel never materialises them, so they are computed separately (one q·kᵀ pass over the L
+ * keys). Their mean over the chosen positions, bilinearly resized to the latent grid, is summed
+ * into `sum`; sum / count is then the mean over layers and over UNet calls (denoising steps).
+ * With no capture attached nothing of this runs: the forward pass is unchanged, bit for bit. */
+#define KN_CAPTURE_MAX_TOKENS 16
+
+/* What one cross-attention layer reports (for tests and per-layer views). */
+typedef struct kn_attn_capture_layer {
+    int index;               /* 0, 1, ... in forward order within one UNet call */
+    const kn_attn_l *attn;   /* the attn2 module */
+    const kn_tensor *x;      /* its query input (BT, h*w, C) (after norm2), all rows */
+    const kn_tensor *ctx;    /* its context (BT, L, Cc), all rows */
+    int64_t row0, rows;      /* the captured rows of x: [row0, row0 + rows), one sample's T frames */
+    int64_t h, w, L;
+    const float *probs;      /* (rows, h*w, ntok): softmax over L of the chosen tokens, head mean */
+} kn_attn_capture_layer;
+
+typedef struct kn_attn_capture {
+    /* set by the caller */
+    int ntok;                            /* 1..KN_CAPTURE_MAX_TOKENS positions in the text */
+    int tok[KN_CAPTURE_MAX_TOKENS];
+    int sample;                          /* captured sample of the batch; -1: the last (CFG puts the
+                                          * prompt after the unconditional sample) */
+    void (*on_layer)(const kn_attn_capture_layer *l, void *user); /* optional */
+    void *user;
+    /* kept by the capture (kn_attn_capture_begin / the layers) */
+    int64_t B, T, H, W;                  /* current batch; the latent grid (fixed at the first call) */
+    float *sum;                          /* (T, H, W), heap, freed by kn_attn_capture_free */
+    int64_t count;                       /* maps summed: layers x calls */
+    int nlayer;                          /* layers seen in the current call */
+} kn_attn_capture;
+
+/* Starts one UNet call of batch B on a latent grid (T, H, W) (the UNet calls it): allocates and
+ * zeroes `sum` at the first call; later calls must have the same grid. Checks the tokens and the
+ * sample index. */
+kn_status kn_attn_capture_begin(kn_attn_capture *cap, int64_t B, int64_t T, int64_t H, int64_t W);
+/* mean (T, H, W) = sum / count; fails when nothing was captured. */
+kn_status kn_attn_capture_mean(const kn_attn_capture *cap, float *mean);
+/* Frees `sum` and zeroes the aggregate (the caller's settings stay). */
+void kn_attn_capture_free(kn_attn_capture *cap);
+/* kn_t2d_fwd that reports its blocks' cross-attention to cap (NULL: exactly kn_t2d_fwd). */
+kn_var *kn_t2d_fwd_cap(kn_ctx *c, const kn_t2d_l *l, kn_var *x, kn_var *ctx, kn_attn_capture *cap);
+/* The probabilities alone: x (BT, Lq, C), ctx (BT, L, Cc), rows [row0, row0 + rows) ->
+ * probs (rows, Lq, ntok) (head mean of softmax over L at tok[0..ntok)). Scratch from A (released). */
+kn_status kn_attn_probs(kn_arena *A, const kn_attn_l *l, const kn_tensor *x, const kn_tensor *ctx, int64_t row0,
+                        int64_t rows, const int *tok, int ntok, float *probs);
+
 /* diffusers TransformerTemporalModel: GroupNorm(eps 1e-6) across frames -> tokens (B*H*W, T, C)
  * -> proj_in -> blocks (self-attention over frames, twice) -> proj_out -> back + x. */
 typedef kn_t2d_l kn_ttemp_l;
