@@ -26,6 +26,10 @@
  * W_g's rows are then in that format and the forward GEMMs run through kn_gemm_lowp_st with the
  * same tiles and items. Backward needs an F32 weight (a one-line error otherwise).
  *
+ * Mixed precision (kn_set_compute_bf16(1), ops/gemm_lowp.h): with an F32 weight every GEMM above
+ * (forward, dx, dw) runs through kn_gemm_bf16_st with the same arguments and items; im2col, col2im,
+ * the bias and db stay f32.
+ *
  * Scratch: one grow-only buffer per worker, grown by the calling thread before the workers start
  * (so the kernels themselves never allocate; a steady sampling loop allocates nothing). */
 #include "ops/ops.h"
@@ -33,12 +37,6 @@
 
 #include <stdatomic.h>
 #include <string.h>
-
-/* All matrix products go through kn_gemm_st (ops/gemm.c): the parallel split is ours. */
-static inline void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    kn_gemm_st(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
 
 /* ------------------------------------------------------------------ geometry */
 
@@ -52,8 +50,19 @@ typedef struct {
     int64_t PT;                              /* position tile (max columns of one GEMM) */
     int64_t ntiles, tpc, nchunks;            /* tiles; tiles per chunk; chunks (see tile_at) */
     kn_wtype wt;                             /* weight format (F32 unless a lowp forward) */
+    int bf16;                                /* F32 weight and kn_compute_bf16(): bf16 GEMMs */
     size_t wrb;                              /* bytes per weight row (K weights) */
 } cgeom;
+
+/* All matrix products go through kn_gemm_st (ops/gemm.c), or kn_gemm_bf16_st in mixed precision
+ * (g->bf16): the parallel split is ours. */
+static inline void gemm(const cgeom *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (g->bf16)
+        kn_gemm_bf16_st(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        kn_gemm_st(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 static void geom_finish(cgeom *g) {
     g->Cg = g->C / g->G;
@@ -75,6 +84,7 @@ static void geom_finish(cgeom *g) {
     }
     g->nchunks = g->ntiles / g->tpc;
     g->wrb = kn_lowp_row_bytes(g->wt, g->K);
+    g->bf16 = g->wt == KN_WT_F32 && kn_compute_bf16();
 }
 
 /* Tile t as a range [q0, q0+nq) of global positions q = n*P + p. A tile never splits a sample
@@ -272,7 +282,7 @@ static kn_status scratch_reserve(int nth, size_t nfloats) {
 static void gemm_w(const cgeom *g, const void *w, int64_t o0, int64_t no, int64_t np, const float *col, float *C,
                    int64_t ldc) {
     if (g->wt == KN_WT_F32)
-        gemm(0, 0, no, np, g->K, 1.0f, (const float *)w + o0 * g->K, g->K, col, np, 0.0f, C, ldc);
+        gemm(g, 0, 0, no, np, g->K, 1.0f, (const float *)w + o0 * g->K, g->K, col, np, 0.0f, C, ldc);
     else
         kn_gemm_lowp_st(g->wt, 0, 0, no, np, g->K, 1.0f, (const char *)w + o0 * g->wrb, g->wrb, col, np, 0.0f, C,
                         ldc);
@@ -377,10 +387,10 @@ static void dx_task(int ith, int nth, void *p) {
             tile_at(g, tl, &p0, &np);
             int64_t d = tile_direct(g, p0, np);
             if (d >= 0)
-                gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, dyg + d, g->ys[1], 0.0f, dcol, np);
+                gemm(g, 1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, dyg + d, g->ys[1], 0.0f, dcol, np);
             else {
                 tile_load(g, dyg, g->Og, p0, np, tile);
-                gemm(1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, tile, np, 0.0f, dcol, np);
+                gemm(g, 1, 0, nc * g->kk, np, g->Og, 1.0f, wg, g->K, tile, np, 0.0f, dcol, np);
             }
             col2im(g, dcol, c0, nc, p0, np, dxg);
         }
@@ -410,10 +420,10 @@ static void dw_task(int ith, int nth, void *p) {
             im2col(g, xg, c0, nc, p0, np, col);
             int64_t d = tile_direct(g, p0, np);
             if (d >= 0)
-                gemm(0, 1, no, nc * g->kk, np, 1.0f, dyg + d, g->ys[1], col, np, 1.0f, dwb, g->K);
+                gemm(g, 0, 1, no, nc * g->kk, np, 1.0f, dyg + d, g->ys[1], col, np, 1.0f, dwb, g->K);
             else {
                 tile_load(g, dyg, no, p0, np, tile);
-                gemm(0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
+                gemm(g, 0, 1, no, nc * g->kk, np, 1.0f, tile, np, col, np, 1.0f, dwb, g->K);
             }
         }
     }

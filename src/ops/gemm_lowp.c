@@ -231,6 +231,10 @@ typedef struct {
     int nc, kc;
     void *pb;
     int64_t ntasks;
+    /* kn_gemm_bf16: the packed operand is op(A) of an f32 A (rounded to bf16 while packed), not W */
+    int a_f32, trans_a;
+    const float *A;
+    int64_t lda;
 } lp_job;
 
 /* ------------------------------------------------------------------ packing */
@@ -311,6 +315,70 @@ static void pack_a_bf16(const lp_job *g, int64_t i0, int mc, uint32_t *dst) {
 }
 
 static inline __mmask16 mask_lo(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* op(A)(i, k) of kn_gemm_bf16's f32 A. */
+static inline float a_at(const lp_job *g, int64_t i, int64_t k) {
+    return g->trans_a ? g->A[k * g->lda + i] : g->A[i * g->lda + k];
+}
+
+/* kn_gemm_bf16 without AVX512-BF16: f32 micro-panels of op(A) rows [i0, i0+mc), K range [pc, pc+kc),
+ * element (i, k) at k*MR + i rounded to bf16 (rows past mc zero); the layout of pack_a_f32. */
+static void pack_a_f32_from_f32(const lp_job *g, int64_t i0, int mc, float *dst) {
+    int kc = g->kc;
+    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kc) {
+        int mr = KN_MIN(MR, mc - p);
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < MR; i++)
+                dst[k * MR + i] = i < mr ? bf16_round(a_at(g, i0 + p + i, g->pc + k)) : 0.0f;
+    }
+}
+
+/* kn_gemm_bf16: bf16-pair micro-panels of op(A) rows [i0, i0+mc) from the f32 A, rounded to
+ * nearest even by vcvtneps2bf16 (= kn_f32_to_bf16); the layout of pack_a_bf16: word (kk, i) at
+ * kk*MR + i = bf16(op(A)[i][pc+2kk]) | bf16(op(A)[i][pc+2kk+1]) << 16, an odd kc's last high half 0. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_a_bf16_from_f32(const lp_job *g, int64_t i0, int mc, uint32_t *dst) {
+    int kc = g->kc, kp = (kc + 1) / 2;
+    int64_t k0 = g->pc, lda = g->lda;
+    const __mmask16 all = (__mmask16)((1u << MR) - 1);
+    for (int p = 0; p < mc; p += MR, dst += (size_t)MR * kp) {
+        int mr = KN_MIN(MR, mc - p);
+        if (g->trans_a) { /* A stored K x M: the MR rows of one k are contiguous */
+            __mmask16 m = mask_lo(mr);
+            for (int kk = 0; kk < kp; kk++) {
+                const float *s0 = g->A + (k0 + 2 * kk) * lda + i0 + p;
+                int has1 = 2 * kk + 1 < kc;
+                __m256bh lo = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s0));
+                __m256bh hi = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(has1 ? m : 0, has1 ? s0 + lda : s0));
+                __m512i w = _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)lo),
+                                            _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)hi), 16));
+                _mm512_mask_storeu_epi32(dst + kk * MR, all, w);
+            }
+            continue;
+        }
+        /* A stored M x K: a row's 32 floats become 16 pairs, scattered down the panel (stride MR) */
+        const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32(MR));
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) {
+                for (int kk = 0; kk < kp; kk++)
+                    dst[kk * MR + i] = 0;
+                continue;
+            }
+            const float *src = g->A + (i0 + p + i) * lda + k0;
+            int kk = 0;
+            for (; 2 * kk + 32 <= kc; kk += 16) {
+                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 2 * kk + 16), _mm512_loadu_ps(src + 2 * kk));
+                _mm512_i32scatter_epi32(dst + kk * MR + i, idx, (__m512i)v, 4);
+            }
+            for (; kk < kp; kk++) {
+                uint32_t lo = kn_f32_to_bf16(src[2 * kk]);
+                uint32_t hi = 2 * kk + 1 < kc ? kn_f32_to_bf16(src[2 * kk + 1]) : 0;
+                dst[kk * MR + i] = lo | hi << 16;
+            }
+        }
+    }
+}
 
 /* f32 micro-panels of op(B)[k0:k0+kc, j0:j0+nc]: element (k, j) at k*NR + j, columns past nc zero.
  * round: round every value to bf16 (the BF16 fallback). */
@@ -492,8 +560,12 @@ static void lp_task(const lp_job *g, int64_t t, float *pa, float *row, int64_t *
     float beta = g->pc == 0 ? g->beta : 1.0f;
     float acc[MR * NR] __attribute__((aligned(64)));
     if (*a_key != i0) {
-        if (g->native)
+        if (g->native && g->a_f32)
+            pack_a_bf16_from_f32(g, i0, mc, (uint32_t *)pa);
+        else if (g->native)
             pack_a_bf16(g, i0, mc, (uint32_t *)pa);
+        else if (g->a_f32)
+            pack_a_f32_from_f32(g, i0, mc, pa);
         else
             pack_a_f32(g, i0, mc, pa, row);
         *a_key = i0;
@@ -535,52 +607,107 @@ static void lp_tasks(int ith, int nth, void *ctx) {
         lp_task(g, t, pa, row, &a_key);
 }
 
-static void lp_run(int parallel, kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
-                   const void *W, size_t wrb, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+/* Runs the job g (operands, sizes, alpha, beta set; the phase fields are filled here). */
+static void lp_run(int parallel, lp_job *g) {
+    int64_t M = g->M, N = g->N, K = g->K;
     if (M <= 0 || N <= 0)
         return;
-    KN_ASSERT(t >= 0 && t < KN_WT_COUNT);
-    if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
+    KN_ASSERT(g->t >= 0 && g->t < KN_WT_COUNT);
+    if (K <= 0 || g->alpha == 0.0f) { /* C = beta * C */
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
-                float *c = trans_c ? &C[j * ldc + i] : &C[i * ldc + j];
-                *c = beta == 0.0f ? 0.0f : beta * *c;
+                float *c = g->trans_c ? &g->C[j * g->ldc + i] : &g->C[i * g->ldc + j];
+                *c = g->beta == 0.0f ? 0.0f : g->beta * *c;
             }
         return;
     }
     if (bf16_mode < 0)
         kn_gemm_lowp_bf16_native(-1);
-    lp_job g = {t, trans_b, trans_c, t == KN_WT_BF16 && bf16_mode == 1, M, N, K, alpha, beta, W, wrb, B, ldb, C, ldc};
+    g->native = g->t == KN_WT_BF16 && bf16_mode == 1;
     /* below ~2 MFLOP the pool's wake-up costs more than it saves (same result either way) */
     if (parallel && (kn_get_threads() == 1 || 2.0 * (double)M * (double)N * (double)K < 2e6))
         parallel = 0;
-    g.pb = thread_scratch() + PA_FLOATS;
+    g->pb = thread_scratch() + PA_FLOATS;
     /* K blocks of equal depth rounded up to 32, <= KC: a function of K only */
     int64_t nkb = (K + KC - 1) / KC, kb = ((K + nkb - 1) / nkb + 31) / 32 * 32;
-    for (g.jc = 0; g.jc < N; g.jc += NC) {
-        g.nc = (int)KN_MIN((int64_t)NC, N - g.jc);
-        for (g.pc = 0; g.pc < K; g.pc += kb) {
-            g.kc = (int)KN_MIN(kb, K - g.pc);
-            g.ntasks = ((M + MC - 1) / MC) * ((g.nc + TN - 1) / TN);
+    for (g->jc = 0; g->jc < N; g->jc += NC) {
+        g->nc = (int)KN_MIN((int64_t)NC, N - g->jc);
+        for (g->pc = 0; g->pc < K; g->pc += kb) {
+            g->kc = (int)KN_MIN(kb, K - g->pc);
+            g->ntasks = ((M + MC - 1) / MC) * ((g->nc + TN - 1) / TN);
             if (parallel) {
-                kn_parallel(pack_b_task, &g);
-                kn_parallel(lp_tasks, &g);
+                kn_parallel(pack_b_task, g);
+                kn_parallel(lp_tasks, g);
             } else {
-                pack_b_task(0, 1, &g);
-                lp_tasks(0, 1, &g);
+                pack_b_task(0, 1, g);
+                lp_tasks(0, 1, g);
             }
         }
     }
 }
 
+static void lp_weights(int parallel, kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K,
+                       float alpha, const void *W, size_t wrb, const float *B, int64_t ldb, float beta, float *C,
+                       int64_t ldc) {
+    lp_job g = {t, trans_b, trans_c, 0, M, N, K, alpha, beta, W, wrb, B, ldb, C, ldc};
+    lp_run(parallel, &g);
+}
+
 void kn_gemm_lowp(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
                   const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
                   int64_t ldc) {
-    lp_run(1, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
+    lp_weights(1, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
 }
 
 void kn_gemm_lowp_st(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
                      const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
                      int64_t ldc) {
-    lp_run(0, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
+    lp_weights(0, t, trans_b, trans_c, M, N, K, alpha, W, w_row_bytes, B, ldb, beta, C, ldc);
+}
+
+/* ------------------------------------------------------- mixed precision */
+
+static int compute_bf16; /* kn_set_compute_bf16 */
+
+int kn_set_compute_bf16(int on) {
+    int prev = compute_bf16;
+    compute_bf16 = on != 0;
+    return prev;
+}
+
+int kn_compute_bf16(void) { return compute_bf16; }
+
+static void bf16_gemm(int parallel, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    lp_job g = {KN_WT_BF16, trans_b, 0, 0, M, N, K, alpha, beta, NULL, 0, B, ldb, C, ldc};
+    g.a_f32 = 1;
+    g.trans_a = trans_a;
+    g.A = A;
+    g.lda = lda;
+    lp_run(parallel, &g);
+}
+
+void kn_gemm_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    bf16_gemm(1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void kn_gemm_bf16_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    bf16_gemm(0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void kn_gemm_bf16_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+                s += (double)bf16_round(a) * (double)bf16_round(b);
+            }
+            float *c = &C[i * ldc + j];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * (double)*c));
+        }
 }

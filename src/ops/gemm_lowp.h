@@ -1,4 +1,5 @@
-/* gemm_lowp.h — GEMM with a reduced-precision weight operand (inference only).
+/* gemm_lowp.h — GEMM with a reduced-precision weight operand (inference), and the bf16 mixed-precision
+ * GEMM of training (kn_gemm_bf16, kn_set_compute_bf16; at the end).
  *
  *     C(M,N) = alpha * W(M,K) · op(B)(K,N) + beta * C
  *
@@ -67,6 +68,32 @@ void kn_gemm_lowp_st(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N,
 void kn_gemm_lowp_ref(kn_wtype t, int trans_b, int trans_c, int64_t M, int64_t N, int64_t K, float alpha,
                       const void *W, size_t w_row_bytes, const float *B, int64_t ldb, float beta, float *C,
                       int64_t ldc);
+
+/* ------------------------------------------------------- mixed precision (training)
+ * Both operands f32 in memory, both rounded to bf16 (nearest even) while packed, products summed in
+ * f32 by vdpbf16ps (llm.c / PyTorch autocast style: master weights, gradients and optimizer state
+ * stay f32). Same contract as kn_gemm (ops.h): row-major C[M,N] = alpha * op(A) · op(B) + beta * C,
+ * op(A) = A (M x K, lda >= K) or Aᵀ (A stored K x M, lda >= M), likewise B. Same loop nest and
+ * tiles as kn_gemm_lowp: bitwise identical for every thread count, and _st equals the threaded one.
+ * Without AVX512-BF16 (or after kn_gemm_lowp_bf16_native(0)) both rounded operands are widened and
+ * summed by f32 FMA instead (same inputs, different rounding of the sums). */
+void kn_gemm_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void kn_gemm_bf16_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Naive reference: both operands rounded to bf16, products summed in double. */
+void kn_gemm_bf16_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* The compute precision of the ops' matrix products (process-wide, default 0 = f32).
+ * on = 1: the forward and backward GEMMs of kn_linear, kn_matmul, kn_conv2d, kn_conv_temporal and
+ * kn_conv3d (with F32 weights) run through kn_gemm_bf16; everything else (bias, norms, softmax,
+ * attention, activations, losses, the optimizer) stays f32. The setting is read once per op call on
+ * the calling thread; a trainer sets it around a step (forward + backward):
+ *     int prev = kn_set_compute_bf16(1); ...forward, backward...; kn_set_compute_bf16(prev);
+ * Returns the previous setting. With 0 every op is bitwise what it is without this switch. */
+int kn_set_compute_bf16(int on);
+int kn_compute_bf16(void);
 
 /* Whether BF16 runs on vdpbf16ps (1) or the f32 fallback (0). force: 0 = fallback, 1 = native
  * when the CPU has it, -1 = query only. Returns the previous setting (tests and bench). */

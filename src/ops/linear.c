@@ -9,11 +9,23 @@
  * column), so results do not depend on the thread count.
  * Forward also takes a reduced-precision weight (F16, BF16, or U8 = Q8 blocks; ops/gemm_lowp.h):
  * y = x · wᵀ then runs as yᵀ = w · xᵀ through kn_gemm_lowp (W the packed operand, xᵀ read in place,
- * y stored transposed). Backward needs an F32 weight. */
+ * y stored transposed). Backward needs an F32 weight.
+ * Mixed precision (kn_set_compute_bf16(1), ops/gemm_lowp.h): with an F32 weight every product above
+ * (forward, dx, dw, matmul and its backward) runs through kn_gemm_bf16 (bf16 inputs, f32 sums) with
+ * the same arguments; the bias and db stay f32. */
 #include "ops/ops.h"
 #include "ops/gemm_lowp.h"
 
 #include <string.h>
+
+/* The f32 GEMM, or the bf16 one in mixed precision (bf16 read once per op call by the caller). */
+static void mm(int bf16, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (bf16)
+        kn_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        kn_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 /* Checks t is F32, contiguous, rank >= min_ndim (rank == ndim when ndim > 0). */
 static kn_status check_in(const char *op, const char *what, const kn_tensor *t, int min_ndim) {
@@ -126,7 +138,7 @@ kn_status kn_linear(kn_arena *A, const kn_tensor *x, const kn_tensor *w, const k
         return KN_OK;
     }
     /* y (R,out) = x (R,in) · wᵀ, w stored (out,in) */
-    kn_gemm(0, 1, R, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out);
+    mm(kn_compute_bf16(), 0, 1, R, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out);
     return KN_OK;
 }
 
@@ -167,10 +179,11 @@ kn_status kn_linear_backward(const kn_tensor *x, const kn_tensor *w, const kn_te
         kn_tensor bl = kn_tensor_view(KN_F32, 1, bs, NULL);
         KN_TRY(check_grad("linear_backward", "db", db, &bl));
     }
+    int bf16 = kn_compute_bf16();
     if (dx) /* dx (R,in) += dy (R,out) · w (out,in) */
-        kn_gemm(0, 0, R, in, out, 1.0f, dy->data, out, w->data, in, 1.0f, dx->data, in);
+        mm(bf16, 0, 0, R, in, out, 1.0f, dy->data, out, w->data, in, 1.0f, dx->data, in);
     if (dw) /* dw (out,in) += dyᵀ · x */
-        kn_gemm(1, 0, out, in, R, 1.0f, dy->data, out, x->data, in, 1.0f, dw->data, in);
+        mm(bf16, 1, 0, out, in, R, 1.0f, dy->data, out, x->data, in, 1.0f, dw->data, in);
     if (db) {
         bias_grad_job c = {dy->data, db->data, R, out};
         kn_parallel_for((out + 63) / 64, bias_grad_item, &c);
@@ -206,7 +219,7 @@ static kn_status matmul_shapes(const char *op, const kn_tensor *a, const kn_tens
 }
 
 typedef struct {
-    int ta, tb;
+    int bf16, ta, tb;
     int64_t M, N, K;
     const float *A, *B;
     int64_t sa, sb, lda, ldb; /* batch strides (0 = broadcast) and leading dims */
@@ -216,24 +229,26 @@ typedef struct {
 
 static void batch_item(int64_t i, void *ctx) {
     batch_job *j = ctx;
-    kn_gemm_st(j->ta, j->tb, j->M, j->N, j->K, 1.0f, j->A + i * j->sa, j->lda, j->B + i * j->sb, j->ldb, 1.0f,
-               j->C + i * j->sc, j->N);
+    void (*gemm_st)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+                    float, float *, int64_t) = j->bf16 ? kn_gemm_bf16_st : kn_gemm_st;
+    gemm_st(j->ta, j->tb, j->M, j->N, j->K, 1.0f, j->A + i * j->sa, j->lda, j->B + i * j->sb, j->ldb, 1.0f,
+            j->C + i * j->sc, j->N);
 }
 
 /* C_i (+)= op(A_i) · op(B_i) for i < nb. Many small products run one per thread (kn_gemm_st),
  * large ones use the threaded kn_gemm; both give the same bits. beta: 0 or 1. */
-static void batched_gemm(int ta, int tb, int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t sa,
+static void batched_gemm(int bf16, int ta, int tb, int64_t nb, int64_t M, int64_t N, int64_t K, const float *A, int64_t sa,
                          int64_t lda, const float *B, int64_t sb, int64_t ldb, float beta, float *C, int64_t sc) {
     if (beta == 0.0f)
         for (int64_t i = 0; i < nb; i++)
             memset(C + i * sc, 0, (size_t)(M * N) * sizeof(float));
     if (nb >= kn_get_threads() && M * N <= 256 * 256) {
-        batch_job j = {ta, tb, M, N, K, A, B, sa, sb, lda, ldb, C, sc};
+        batch_job j = {bf16, ta, tb, M, N, K, A, B, sa, sb, lda, ldb, C, sc};
         kn_parallel_for(nb, batch_item, &j);
         return;
     }
     for (int64_t i = 0; i < nb; i++)
-        kn_gemm(ta, tb, M, N, K, 1.0f, A + i * sa, lda, B + i * sb, ldb, 1.0f, C + i * sc, N);
+        mm(bf16, ta, tb, M, N, K, 1.0f, A + i * sa, lda, B + i * sb, ldb, 1.0f, C + i * sc, N);
 }
 
 kn_status kn_matmul(kn_arena *A, const kn_tensor *a, const kn_tensor *b, kn_tensor *c) {
@@ -242,7 +257,7 @@ kn_status kn_matmul(kn_arena *A, const kn_tensor *a, const kn_tensor *b, kn_tens
     int ndim = KN_MAX(a->ndim, b->ndim);
     int64_t shape[3] = {d.Bc, d.M, d.N};
     KN_TRY(prepare_out("matmul", "c", A, c, ndim, ndim == 3 ? shape : shape + 1));
-    batched_gemm(0, 0, d.Bc, d.M, d.N, d.K, a->data, d.Ba == 1 ? 0 : d.M * d.K, d.K, b->data,
+    batched_gemm(kn_compute_bf16(), 0, 0, d.Bc, d.M, d.N, d.K, a->data, d.Ba == 1 ? 0 : d.M * d.K, d.K, b->data,
                  d.Bb == 1 ? 0 : d.K * d.N, d.N, 0.0f, c->data, d.M * d.N);
     return KN_OK;
 }
@@ -262,22 +277,23 @@ kn_status kn_matmul_backward(const kn_tensor *a, const kn_tensor *b, const kn_te
     KN_TRY(check_grad("matmul_backward", "da", da, a));
     KN_TRY(check_grad("matmul_backward", "db", db, b));
     const float *A_ = a->data, *B_ = b->data, *DC = dc->data;
+    int bf16 = kn_compute_bf16();
     if (da) { /* da_i (M,K) += dc_i (M,N) · b_iᵀ ; b_i is (K,N) */
         if (d.Ba == d.Bc)
-            batched_gemm(0, 1, d.Bc, d.M, d.K, d.N, DC, d.M * d.N, d.N, B_, d.Bb == 1 ? 0 : d.K * d.N, d.N, 1.0f,
+            batched_gemm(bf16, 0, 1, d.Bc, d.M, d.K, d.N, DC, d.M * d.N, d.N, B_, d.Bb == 1 ? 0 : d.K * d.N, d.N, 1.0f,
                          da->data, d.M * d.K);
         else /* a broadcast: sum over the batch, in batch order */
             for (int64_t i = 0; i < d.Bc; i++)
-                kn_gemm(0, 1, d.M, d.K, d.N, 1.0f, DC + i * d.M * d.N, d.N, B_ + i * d.K * d.N, d.N, 1.0f,
+                mm(bf16, 0, 1, d.M, d.K, d.N, 1.0f, DC + i * d.M * d.N, d.N, B_ + i * d.K * d.N, d.N, 1.0f,
                         da->data, d.K);
     }
     if (db) { /* db_i (K,N) += a_iᵀ · dc_i ; a_i is (M,K) */
         if (d.Bb == d.Bc)
-            batched_gemm(1, 0, d.Bc, d.K, d.N, d.M, A_, d.Ba == 1 ? 0 : d.M * d.K, d.K, DC, d.M * d.N, d.N, 1.0f,
+            batched_gemm(bf16, 1, 0, d.Bc, d.K, d.N, d.M, A_, d.Ba == 1 ? 0 : d.M * d.K, d.K, DC, d.M * d.N, d.N, 1.0f,
                          db->data, d.K * d.N);
         else
             for (int64_t i = 0; i < d.Bc; i++)
-                kn_gemm(1, 0, d.K, d.N, d.M, 1.0f, A_ + i * d.M * d.K, d.K, DC + i * d.M * d.N, d.N, 1.0f,
+                mm(bf16, 1, 0, d.K, d.N, d.M, 1.0f, A_ + i * d.M * d.K, d.K, DC + i * d.M * d.N, d.N, 1.0f,
                         db->data, d.N);
     }
     return KN_OK;

@@ -1,0 +1,295 @@
+/* test_bf16_compute.c — mixed-precision (bf16) compute for training (ops/gemm_lowp.h):
+ *   1. kn_gemm_bf16 against its naive reference (bf16-rounded inputs, double sums) on odd shapes,
+ *      every trans_a / trans_b, alpha / beta, native vdpbf16ps and the f32 fallback, threaded and
+ *      single-threaded; and against the f32 GEMM (the rounding really happens, within bf16 error);
+ *   2. bitwise identity across 1/2/3 threads and between kn_gemm_bf16 and kn_gemm_bf16_st;
+ *   3. the ops in bf16 mode (linear, matmul, conv2d, temporal conv, conv3d; forward and backward)
+ *      equal the f32 ops on bf16-rounded operands (to f32 summation error), and are within bf16
+ *      error of the f32 ops; with the switch off every op is bitwise what it was;
+ *   4. a tiny UNet3D: gradients in bf16 mode vs f32 (relative ~1e-2), vs a directional finite
+ *      difference of the bf16 forward, bitwise across threads in bf16 mode;
+ *   5. 30 AdamW steps of the tiny UNet3D in bf16 mode: the loss falls and stays within a few % of
+ *      the f32 run; f32 vs bf16 step times, interleaved. */
+#include "kt.h"
+#include "ops/gemm_lowp.h"
+#include "ops/ops.h"
+#include "models/unet3d.h"
+#include "train/optim.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static float *rand_buf(int64_t n, uint64_t seed) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    kn_randn_fill(p, n, seed, 0);
+    return p;
+}
+
+static float bf16r(float x) { return kn_bf16_to_f32(kn_f32_to_bf16(x)); }
+
+static float *rounded_copy(const float *x, int64_t n) {
+    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = bf16r(x[i]);
+    return y;
+}
+
+/* max |a - b| / max(max |b|, tiny) */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double m = kt_max_abs(b, n);
+    return kt_max_abs_diff(a, b, n) / (m > 1e-30 ? m : 1e-30);
+}
+
+/* ------------------------------------------------------------ 1. GEMM vs reference */
+
+typedef struct { double vs_ref, vs_f32; } gemm_errs;
+
+/* One case: C = alpha op(A) op(B) + beta C through kn_gemm_bf16(_st), against kn_gemm_bf16_ref and
+ * kn_gemm_ref (unrounded). Errors: max |diff| / (1 + |ref|) against the reference, max |diff| / max |C|
+ * against the f32 GEMM. */
+static gemm_errs bf16_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta, int st) {
+    int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+    int64_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb, nc = M * ldc;
+    float *A = rand_buf(na, 21), *B = rand_buf(nb, 22), *C = rand_buf(nc, 23);
+    float *R = malloc((size_t)(nc > 0 ? nc : 1) * 4), *F = malloc((size_t)(nc > 0 ? nc : 1) * 4);
+    memcpy(R, C, (size_t)nc * 4);
+    memcpy(F, C, (size_t)nc * 4);
+    if (st)
+        kn_gemm_bf16_st(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        kn_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    kn_gemm_bf16_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    kn_gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, F, ldc);
+    gemm_errs e = {0, 0};
+    double fmax_ = 0;
+    for (int64_t i = 0; i < nc; i++) {
+        double d = fabs((double)C[i] - R[i]) / (1.0 + fabs((double)R[i]));
+        double f = fabs((double)C[i] - F[i]);
+        if (!(d <= e.vs_ref))
+            e.vs_ref = isnan(d) ? INFINITY : d;
+        if (!(f <= e.vs_f32))
+            e.vs_f32 = isnan(f) ? INFINITY : f;
+        fmax_ = fmax(fmax_, fabs((double)F[i]));
+    }
+    e.vs_f32 /= fmax_ > 0 ? fmax_ : 1.0;
+    free(A), free(B), free(C), free(R), free(F);
+    return e;
+}
+
+static void bf16_sweep(void) {
+    static const int64_t sizes[][3] = {{1, 1, 1},     {3, 5, 7},      {14, 32, 32},  {15, 33, 31},
+                                       {13, 31, 45},  {29, 65, 257},  {113, 257, 397}, {7, 300, 33},
+                                       {250, 3, 64},  {1, 129, 1000}, {20, 1100, 70}, {5, 5, 0}};
+    static const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, -2.0f}};
+    double worst = 0, worst_f32 = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int st = 0; st < 2; st++) {
+                    const float *p = ab[(s + (size_t)ta * 2 + (size_t)tb) % 3];
+                    int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+                    gemm_errs e = bf16_case(ta, tb, M, N, K, p[0], p[1], st);
+                    /* f32 sums of exact bf16 products: a few ulps of sqrt(K)-sized sums */
+                    KT_CHECKF(e.vs_ref <= 2e-5, "bf16 gemm %s ta %d tb %d (%lld,%lld,%lld) st %d: err %.3g vs reference",
+                              kn_gemm_lowp_bf16_native(-1) ? "native" : "fallback", ta, tb, (long long)M,
+                              (long long)N, (long long)K, st, e.vs_ref);
+                    /* inputs rounded to 8 mantissa bits: ~2^-9 relative per product */
+                    KT_CHECKF(e.vs_f32 <= 1e-2, "bf16 gemm (%lld,%lld,%lld): err %.3g vs the f32 gemm", (long long)M,
+                              (long long)N, (long long)K, e.vs_f32);
+                    worst = fmax(worst, e.vs_ref);
+                    worst_f32 = fmax(worst_f32, e.vs_f32);
+                }
+    /* the rounding happens: the f32 GEMM is clearly further away than the reference */
+    KT_CHECKF(worst_f32 > 1e-3, "bf16 gemm is within %.3g of the f32 gemm: operands not rounded?", worst_f32);
+    printf("    bf16 gemm (%s): max err %.2e vs bf16 reference, %.2e vs f32 gemm\n",
+           kn_gemm_lowp_bf16_native(-1) ? "vdpbf16ps" : "f32 fallback", worst, worst_f32);
+}
+
+KT_TEST(bf16_gemm_matches_reference) {
+    int prev = kn_gemm_lowp_bf16_native(-1);
+    KT_CHECKF(prev == 1, "this CPU has no AVX512-BF16: only the fallback is tested");
+    bf16_sweep();
+    kn_gemm_lowp_bf16_native(0);
+    bf16_sweep();
+    kn_gemm_lowp_bf16_native(prev);
+}
+
+/* Exact products: with small integers every bf16 product and sum is exact, so fast == reference
+ * bit for bit (checks the pairing of k and k+1 and the odd-K tail exactly). */
+KT_TEST(bf16_gemm_exact_on_small_integers) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int64_t M = 17, N = 35, K = 77;
+            float *A = malloc(M * K * 4), *B = malloc(K * N * 4), *C = malloc(M * N * 4), *R = malloc(M * N * 4);
+            for (int64_t i = 0; i < M * K; i++)
+                A[i] = (float)((i * 7 + ta) % 9) - 4.0f;
+            for (int64_t i = 0; i < K * N; i++)
+                B[i] = (float)((i * 5 + tb) % 11) - 5.0f;
+            kn_gemm_bf16(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+            kn_gemm_ref(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, R, N);
+            KT_CHECKF(!memcmp(C, R, (size_t)(M * N) * 4), "ta %d tb %d: integer products differ (max %.3g)", ta, tb,
+                      kt_max_abs_diff(C, R, M * N));
+            free(A), free(B), free(C), free(R);
+        }
+}
+
+/* ------------------------------------------------------------ 2. threads */
+
+KT_TEST(bf16_gemm_bitwise_across_threads) {
+    int prev = kn_get_threads();
+    int64_t M = 230, N = 1100, K = 450;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float *A = rand_buf(M * K, 31), *B = rand_buf(K * N, 32), *ref = malloc(M * N * 4), *C = malloc(M * N * 4);
+            kn_set_threads(1);
+            kn_gemm_bf16(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, ref, N);
+            for (int th = 2; th <= 3; th++) {
+                kn_set_threads(th);
+                kn_gemm_bf16(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+                KT_CHECKF(!memcmp(C, ref, (size_t)(M * N) * 4), "ta %d tb %d: %d threads differ from 1", ta, tb, th);
+            }
+            kn_gemm_bf16_st(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+            KT_CHECKF(!memcmp(C, ref, (size_t)(M * N) * 4), "ta %d tb %d: _st differs from the threaded gemm", ta, tb);
+            free(A), free(B), free(C), free(ref);
+        }
+    kn_set_threads(prev);
+}
+
+/* ------------------------------------------------------------ 3. the ops in bf16 mode
+ * Each op case runs forward (y) and backward (dx, dw, db from dy, gradients zeroed first) on raw
+ * buffers of fixed shapes. */
+typedef void (*op_fn)(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                      float *dw, float *db);
+typedef struct {
+    const char *name;
+    op_fn fn;
+    int64_t nx, nw, nb, ny;
+} op_case;
+
+#define T_(nd, ...) kn_tensor_view(KN_F32, nd, (int64_t[]){__VA_ARGS__}, NULL)
+static kn_tensor on(kn_tensor t, const float *p) {
+    t.data = (void *)p;
+    return t;
+}
+
+static void op_linear(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                      float *dw, float *db) {
+    kn_tensor X = on(T_(3, 6, 5, 37), x), W = on(T_(2, 29, 37), w), B = on(T_(1, 29), b);
+    kn_tensor Y = on(T_(3, 6, 5, 29), y), DY = on(T_(3, 6, 5, 29), dy);
+    kn_tensor DX = on(X, dx), DW = on(W, dw), DB = on(B, db);
+    KT_OK(kn_linear(NULL, &X, &W, &B, &Y));
+    KT_OK(kn_linear_backward(&X, &W, &DY, &DX, &DW, &DB));
+}
+
+static void op_matmul(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                      float *dw, float *db) {
+    KN_UNUSED(b), KN_UNUSED(db);
+    kn_tensor X = on(T_(3, 3, 13, 40), x), W = on(T_(3, 3, 40, 21), w);
+    kn_tensor Y = on(T_(3, 3, 13, 21), y), DY = on(T_(3, 3, 13, 21), dy);
+    kn_tensor DX = on(X, dx), DW = on(W, dw);
+    KT_OK(kn_matmul(NULL, &X, &W, &Y));
+    KT_OK(kn_matmul_backward(&X, &W, &DY, &DX, &DW));
+}
+
+static void op_conv2d(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                      float *dw, float *db) {
+    kn_conv2d_params p = {2, 2, 1, 0, 1, 2, 2}; /* stride 2, pads (1,0,1,2), 2 groups */
+    kn_tensor X = on(T_(4, 2, 6, 9, 11), x), W = on(T_(4, 8, 3, 3, 3), w), B = on(T_(1, 8), b);
+    kn_tensor Y = on(T_(4, 2, 8, 4, 6), y), DY = on(T_(4, 2, 8, 4, 6), dy);
+    kn_tensor DX = on(X, dx), DW = on(W, dw), DB = on(B, db);
+    KT_OK(kn_conv2d(NULL, &X, &W, &B, p, &Y));
+    KT_OK(kn_conv2d_backward(&X, &W, &DY, p, &DX, &DW, &DB));
+}
+
+static void op_temporal(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                        float *dw, float *db) {
+    kn_tensor X = on(T_(4, 10, 6, 4, 3), x), W = on(T_(5, 7, 6, 3, 1, 1), w), B = on(T_(1, 7), b);
+    kn_tensor Y = on(T_(4, 10, 7, 4, 3), y), DY = on(T_(4, 10, 7, 4, 3), dy);
+    kn_tensor DX = on(X, dx), DW = on(W, dw), DB = on(B, db);
+    KT_OK(kn_conv_temporal(NULL, &X, 5, &W, &B, 1, 1, &Y));
+    KT_OK(kn_conv_temporal_backward(&X, 5, &W, &DY, 1, 1, &DX, &DW, &DB));
+}
+
+static void op_conv3d(const float *x, const float *w, const float *b, const float *dy, float *y, float *dx,
+                      float *dw, float *db) {
+    kn_conv3d_params p = {{1, 2, 1}, {1, 1, 1}};
+    kn_tensor X = on(T_(5, 2, 4, 5, 6, 7), x), W = on(T_(5, 5, 4, 3, 3, 3), w), B = on(T_(1, 5), b);
+    kn_tensor Y = on(T_(5, 2, 5, 5, 3, 7), y), DY = on(T_(5, 2, 5, 5, 3, 7), dy);
+    kn_tensor DX = on(X, dx), DW = on(W, dw), DB = on(B, db);
+    KT_OK(kn_conv3d(NULL, &X, &W, &B, p, &Y));
+    KT_OK(kn_conv3d_backward(&X, &W, &DY, p, &DX, &DW, &DB));
+}
+
+static const op_case op_cases[] = {
+    {"linear", op_linear, 6 * 5 * 37, 29 * 37, 29, 6 * 5 * 29},
+    {"matmul", op_matmul, 3 * 13 * 40, 3 * 40 * 21, 0, 3 * 13 * 21},
+    {"conv2d", op_conv2d, 2 * 6 * 9 * 11, 8 * 3 * 9, 8, 2 * 8 * 4 * 6},
+    {"conv_temporal", op_temporal, 10 * 6 * 12, 7 * 6 * 3, 7, 10 * 7 * 12},
+    {"conv3d", op_conv3d, 2 * 4 * 5 * 6 * 7, 5 * 4 * 27, 5, 2 * 5 * 5 * 3 * 7},
+};
+
+typedef struct { float *y, *dx, *dw, *db; } op_out;
+
+static op_out op_run(const op_case *c, const float *x, const float *w, const float *b, const float *dy) {
+    op_out o;
+    o.y = calloc((size_t)c->ny, 4);
+    o.dx = calloc((size_t)c->nx, 4);
+    o.dw = calloc((size_t)c->nw, 4);
+    o.db = calloc((size_t)(c->nb ? c->nb : 1), 4);
+    c->fn(x, w, b, dy, o.y, o.dx, o.dw, o.db);
+    return o;
+}
+
+static void op_free(op_out *o) { free(o->y), free(o->dx), free(o->dw), free(o->db); }
+
+static int same(const float *a, const float *b, int64_t n) { return !memcmp(a, b, (size_t)n * sizeof(float)); }
+
+KT_TEST(bf16_ops_forward_backward) {
+    KT_CHECK(kn_compute_bf16() == 0); /* the default */
+    for (size_t i = 0; i < sizeof op_cases / sizeof op_cases[0]; i++) {
+        const op_case *c = &op_cases[i];
+        float *x = rand_buf(c->nx, 41), *w = rand_buf(c->nw, 42), *b = rand_buf(c->nb, 43), *dy = rand_buf(c->ny, 44);
+        float *xr = rounded_copy(x, c->nx), *wr = rounded_copy(w, c->nw), *dyr = rounded_copy(dy, c->ny);
+        op_out f = op_run(c, x, w, b, dy);      /* f32 */
+        op_out r = op_run(c, xr, wr, b, dyr);   /* f32 on bf16-rounded operands */
+        int prev = kn_set_compute_bf16(1);
+        KT_CHECK(prev == 0 && kn_compute_bf16() == 1);
+        op_out h = op_run(c, x, w, b, dy);      /* bf16 mode */
+        kn_set_compute_bf16(prev);
+        op_out f2 = op_run(c, x, w, b, dy);     /* f32 again: bitwise the first run */
+        double ey = rel_err(h.y, r.y, c->ny), edx = rel_err(h.dx, r.dx, c->nx), edw = rel_err(h.dw, r.dw, c->nw);
+        KT_CHECKF(ey <= 1e-5 && edx <= 1e-5 && edw <= 1e-5,
+                  "%s: bf16 mode vs f32 on rounded operands: y %.3g dx %.3g dw %.3g", c->name, ey, edx, edw);
+        double fy = rel_err(h.y, f.y, c->ny), fdx = rel_err(h.dx, f.dx, c->nx), fdw = rel_err(h.dw, f.dw, c->nw);
+        KT_CHECKF(fy <= 1e-2 && fdx <= 1e-2 && fdw <= 1e-2, "%s: bf16 vs f32: y %.3g dx %.3g dw %.3g", c->name, fy,
+                  fdx, fdw);
+        KT_CHECKF(fy > 1e-5 && fdx > 1e-5 && fdw > 1e-5, "%s: bf16 mode looks like f32: y %.3g dx %.3g dw %.3g",
+                  c->name, fy, fdx, fdw);
+        if (c->nb) /* the bias gradient stays f32 */
+            KT_CHECKF(same(h.db, f.db, c->nb), "%s: db differs in bf16 mode", c->name);
+        KT_CHECKF(same(f.y, f2.y, c->ny) && same(f.dx, f2.dx, c->nx) && same(f.dw, f2.dw, c->nw) &&
+                      same(f.db, f2.db, c->nb),
+                  "%s: f32 mode is not bitwise the same after a bf16 run", c->name);
+        printf("    %-14s bf16 vs f32: y %.2e dx %.2e dw %.2e; vs rounded-operand f32: %.1e %.1e %.1e\n", c->name,
+               fy, fdx, fdw, ey, edx, edw);
+        op_free(&f), op_free(&r), op_free(&h), op_free(&f2);
+        free(x), free(w), free(b), free(dy), free(xr), free(wr), free(dyr);
+    }
+}
+
+/* The default path calls exactly the f32 GEMM: kn_linear == kn_gemm bit for bit. */
+KT_TEST(bf16_default_mode_is_f32_gemm) {
+    int64_t R = 30, in = 70, out = 50;
+    float *x = rand_buf(R * in, 51), *w = rand_buf(out * in, 52), *y = malloc(R * out * 4), *g = malloc(R * out * 4);
+    kn_tensor X = on(T_(2, 30, 70), x), W = on(T_(2, 50, 70), w), Y = on(T_(2, 30, 50), y);
+    KT_OK(kn_linear(NULL, &X, &W, NULL, &Y));
+    kn_gemm(0, 1, R, out, in, 1.0f, x, in, w, in, 0.0f, g, out);
+    KT_CHECK(same(y, g, R * out));
+    kn_set_compute_bf16(1);
+    KT_OK(kn_linear(NULL, &X, &W, NULL, &Y));
+    kn_gemm_bf16(0, 1, R, out, in, 1.0f, x, in, w, in, 0.0f, g, out);
+    kn_set_compute_bf16(0);
+    KT_CHECK(same(y, g, R * out));
+    free(x), free(w), free(y), free(g);
+}
