@@ -293,3 +293,245 @@ KT_TEST(bf16_default_mode_is_f32_gemm) {
     KT_CHECK(same(y, g, R * out));
     free(x), free(w), free(y), free(g);
 }
+
+/* ------------------------------------------------------------ 4. a tiny UNet3D */
+
+static kn_unet3d_config tiny_cfg(void) {
+    kn_unet3d_config c = kn_unet3d_config_default();
+    c.nblocks = 2;
+    c.block_out_channels[0] = 8;
+    c.block_out_channels[1] = 16;
+    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
+    c.down_types[1] = KN_BLOCK_DOWN;
+    c.up_types[0] = KN_BLOCK_UP;
+    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
+    c.layers_per_block = 1;
+    c.norm_num_groups = 4;
+    c.attention_head_dim = 4;
+    c.cross_attention_dim = 8;
+    return c;
+}
+
+/* A model, a fixed batch (sample (B,4,T,H,W), text (B,5,8), timesteps) and loss weights R. */
+typedef struct {
+    kn_unet3d *u;
+    kn_arena *A;
+    kn_tape *tape;
+    kn_tensor sample, text, target;
+    float ts[2];
+    float *R; /* NULL: the loss is the MSE against target; else sum(out * R) */
+} unet_case;
+
+static int unet_case_init(unet_case *c, kn_unet3d_config cfg, int64_t B, int64_t T, int64_t H, int64_t W,
+                          uint64_t seed, int mse) {
+    memset(c, 0, sizeof *c);
+    c->u = kn_unet3d_new(&cfg);
+    KT_CHECKF(c->u != NULL, "%s", kn_last_error());
+    if (!c->u)
+        return 0;
+    kn_params_init_default(&c->u->P, seed);
+    /* biases and norm scales away from 0 / 1 so that every path carries a gradient */
+    for (int i = 0; i < c->u->P.n; i++) {
+        kn_var *v = &c->u->P.items[i]->var;
+        if (v->v.ndim == 1) {
+            float *d = v->v.data;
+            int64_t n = kn_tensor_numel(&v->v);
+            for (int64_t j = 0; j < n; j++)
+                d[j] += 0.1f * (float)((j * 37 + i) % 7 - 3) / 3.0f;
+        }
+    }
+    KT_OK(kn_params_alloc_grads(&c->u->P));
+    c->A = kn_arena_new(96 << 20);
+    c->tape = kn_tape_new();
+    int64_t ss[5] = {B, cfg.in_channels, T, H, W}, ts[3] = {B, 5, cfg.cross_attention_dim};
+    KT_OK(kn_tensor_alloc(NULL, &c->sample, KN_F32, 5, ss));
+    KT_OK(kn_tensor_alloc(NULL, &c->text, KN_F32, 3, ts));
+    KT_OK(kn_tensor_alloc(NULL, &c->target, KN_F32, 5, ss));
+    kn_randn_fill(c->sample.data, kn_tensor_numel(&c->sample), seed + 1, 0);
+    kn_randn_fill(c->text.data, kn_tensor_numel(&c->text), seed + 2, 0);
+    kn_randn_fill(c->target.data, kn_tensor_numel(&c->target), seed + 3, 0);
+    c->ts[0] = 981.0f;
+    c->ts[1] = 37.0f;
+    if (!mse)
+        c->R = rand_buf(kn_tensor_numel(&c->sample) * cfg.out_channels / cfg.in_channels, seed + 4);
+    return 1;
+}
+
+static void unet_case_free(unet_case *c) {
+    kn_unet3d_free(c->u);
+    kn_arena_free(c->A);
+    kn_tape_free(c->tape);
+    kn_tensor_free(&c->sample);
+    kn_tensor_free(&c->text);
+    kn_tensor_free(&c->target);
+    free(c->R);
+}
+
+/* Forward (and with grad: zeroed parameter gradients, then backward into P.grad_block). */
+static double unet_loss(unet_case *c, int with_grad) {
+    kn_arena_reset(c->A, 0);
+    kn_tape_clear(c->tape);
+    kn_ctx ctx;
+    kn_ctx_init(&ctx, c->A, with_grad ? c->tape : NULL);
+    kn_var *x = kn_var_wrap(&ctx, &c->sample), *t = kn_var_wrap(&ctx, &c->text);
+    kn_var *y = kn_unet3d_forward(&ctx, c->u, x, c->ts, t, NULL, NULL);
+    if (kn_ctx_status(&ctx) != KN_OK || !y) {
+        kt_fail(__FILE__, __LINE__, "unet3d forward: %s", kn_last_error());
+        return NAN;
+    }
+    int64_t n = kn_tensor_numel(&y->v);
+    const float *o = y->v.data, *tg = c->target.data;
+    float *dy = NULL;
+    if (with_grad) {
+        if (kn_tensor_alloc(c->A, &y->g, KN_F32, y->v.ndim, y->v.shape) != KN_OK) {
+            kt_fail(__FILE__, __LINE__, "%s", kn_last_error());
+            return NAN;
+        }
+        dy = y->g.data;
+    }
+    double L = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (c->R) {
+            L += (double)o[i] * c->R[i];
+            if (dy)
+                dy[i] = c->R[i];
+        } else {
+            double d = (double)o[i] - tg[i];
+            L += d * d / (double)n;
+            if (dy)
+                dy[i] = (float)(2.0 * d / (double)n);
+        }
+    }
+    if (with_grad) {
+        kn_params_zero_grads(&c->u->P);
+        if (kn_backward(&ctx, y, 0.0f) != KN_OK) {
+            kt_fail(__FILE__, __LINE__, "unet3d backward: %s", kn_last_error());
+            return NAN;
+        }
+    }
+    return L;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* A small UNet3D (32/64 channels, 4 channels per norm group): the 8/16-channel test model with
+ * 2-channel groups is so ill-conditioned that rounding its weights to bf16 alone (f32 compute)
+ * moves its gradient by ~5-8%; at 4 channels per group that is ~1%, the scale bf16 is judged at. */
+static kn_unet3d_config small_cfg(void) {
+    kn_unet3d_config c = tiny_cfg();
+    c.block_out_channels[0] = 32;
+    c.block_out_channels[1] = 64;
+    c.norm_num_groups = 8;
+    c.attention_head_dim = 8;
+    return c;
+}
+
+static double grad_rel_err(const kn_params *P, const float *g, const float *ref, double *worst, const char **wname) {
+    size_t np = P->numel;
+    double nf = sqrt(dot(ref, ref, np)), e2 = 0;
+    for (size_t i = 0; i < np; i++)
+        e2 += ((double)g[i] - ref[i]) * ((double)g[i] - ref[i]);
+    *worst = 0;
+    *wname = "";
+    for (int i = 0; i < P->n; i++) {
+        kn_var *v = &P->items[i]->var;
+        size_t off = (size_t)((float *)v->g.data - P->grad_block), n = (size_t)kn_tensor_numel(&v->v);
+        double pn = sqrt(dot(ref + off, ref + off, n)), pe = 0;
+        if (pn < 1e-2 * nf) /* tiny gradients: bf16 noise relative to them says little */
+            continue;
+        for (size_t j = 0; j < n; j++)
+            pe += ((double)g[off + j] - ref[off + j]) * ((double)g[off + j] - ref[off + j]);
+        if (sqrt(pe) / pn > *worst) {
+            *worst = sqrt(pe) / pn;
+            *wname = P->items[i]->name;
+        }
+    }
+    return sqrt(e2) / nf;
+}
+
+KT_TEST(bf16_unet3d_gradients) {
+    unet_case c;
+    if (!unet_case_init(&c, small_cfg(), 2, 3, 8, 8, 61, 1))
+        return;
+    kn_params *P = &c.u->P;
+    size_t np = P->numel;
+    float *gf = malloc(np * 4), *gh = malloc(np * 4), *gw = malloc(np * 4), *p0 = malloc(np * 4);
+    memcpy(p0, P->block, np * 4);
+    double Lf = unet_loss(&c, 1);
+    memcpy(gf, P->grad_block, np * 4);
+    /* calibration: f32 compute with the weights rounded to bf16 */
+    for (size_t i = 0; i < np; i++)
+        P->block[i] = bf16r(p0[i]);
+    unet_loss(&c, 1);
+    memcpy(gw, P->grad_block, np * 4);
+    memcpy(P->block, p0, np * 4);
+    int prev = kn_set_compute_bf16(1);
+    double Lh = unet_loss(&c, 1);
+    memcpy(gh, P->grad_block, np * 4);
+    kn_set_compute_bf16(prev);
+    KT_CHECK(isfinite(Lf) && isfinite(Lh));
+    KT_CHECKF(fabs(Lh - Lf) <= 1e-3 * fabs(Lf), "loss bf16 %.6g vs f32 %.6g", Lh, Lf);
+    double worst, wworst;
+    const char *wname, *wwname;
+    double rel = grad_rel_err(P, gh, gf, &worst, &wname), relw = grad_rel_err(P, gw, gf, &wworst, &wwname);
+    KT_CHECKF(rel <= 3e-2, "bf16 gradient vs f32: relative error %.3g", rel);
+    KT_CHECKF(worst <= 8e-2, "bf16 gradient of %s vs f32: relative error %.3g", wname, worst);
+    KT_CHECKF(rel <= 3 * relw, "bf16 gradient error %.3g is more than 3x that of bf16-rounded weights %.3g", rel, relw);
+    KT_CHECKF(rel > 1e-6, "bf16 gradient equals f32 (%.3g): bf16 mode not in effect", rel);
+    /* finite difference of the bf16 forward along d = the f32 gradient, scaled so that the largest
+     * step changes the loss by ~5% (bf16 rounding noise of the loss is ~1e-4 of it); Richardson
+     * extrapolation of h, h/2 removes the h^2 term */
+    double g2 = dot(gf, gf, np), s = 0.05 * Lf / g2, fd[2];
+    kn_set_compute_bf16(1);
+    for (int k = 0; k < 2; k++) {
+        double h = k ? 0.5 * s : s, L2[2];
+        for (int sg = 0; sg < 2; sg++) {
+            for (size_t i = 0; i < np; i++)
+                P->block[i] = p0[i] + (float)(sg ? -h : h) * gf[i];
+            L2[sg] = unet_loss(&c, 0);
+        }
+        fd[k] = (L2[0] - L2[1]) / (2 * h);
+    }
+    kn_set_compute_bf16(prev);
+    memcpy(P->block, p0, np * 4);
+    double fdr = (4 * fd[1] - fd[0]) / 3, an = dot(gh, gf, np);
+    KT_CHECKF(fabs(fdr - an) <= 3e-2 * fabs(an), "directional derivative along the gradient: bf16 backward %.6g, "
+              "finite difference of the bf16 forward %.6g (f32: %.6g)", an, fdr, g2);
+    printf("    unet3d 32/64: loss bf16 %.6g f32 %.6g; grad rel err %.2e (worst %.2e %s), bf16-rounded weights "
+           "alone %.2e; g.d bf16 %.6g, f32 %.6g, fd of bf16 forward %.6g\n", Lh, Lf, rel, worst, wname, relw, an, g2,
+           fdr);
+    free(gf), free(gh), free(gw), free(p0);
+    unet_case_free(&c);
+}
+
+KT_TEST(bf16_unet3d_bitwise_across_threads) {
+    unet_case c;
+    if (!unet_case_init(&c, tiny_cfg(), 2, 4, 6, 6, 71, 0))
+        return;
+    int prev_th = kn_get_threads(), prev = kn_set_compute_bf16(1);
+    size_t np = c.u->P.numel;
+    float *ref = malloc(np * 4);
+    double Lref = 0;
+    for (int th = 1; th <= 3; th++) {
+        kn_set_threads(th);
+        double L = unet_loss(&c, 1);
+        if (th == 1) {
+            Lref = L;
+            memcpy(ref, c.u->P.grad_block, np * 4);
+            KT_CHECK(isfinite(L) && kt_max_abs(ref, (int64_t)np) > 0);
+        } else {
+            KT_CHECKF(L == Lref, "threads %d: loss %.9g != %.9g", th, L, Lref);
+            KT_CHECKF(same(ref, c.u->P.grad_block, (int64_t)np), "threads %d: bf16 gradients differ (max %.3g)", th,
+                      kt_max_abs_diff(ref, c.u->P.grad_block, (int64_t)np));
+        }
+    }
+    kn_set_compute_bf16(prev);
+    kn_set_threads(prev_th);
+    free(ref);
+    unet_case_free(&c);
+}
