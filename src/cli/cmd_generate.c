@@ -101,66 +101,38 @@ static int write_stage(const kn_t2v_bundle *b, kn_arena *A, const char *dir, int
     return 0;
 }
 
-/* The SR stages of a cascade after the base: temporal SR b->cascade.tsr_times times, then spatial
- * SR, each from the stage's own settings in model_index.json; the final latents replace *lat
- * (which must hold the final size) and are decoded into video. Frames, latent size and rate are
- * updated in place. keep: also write each stage (DIR/1-tsr.mp4, ...). Returns 0 or 1 (error
- * printed). */
+/* The SR stages of a cascade after the base (kn_cascade_run), each stage's time printed and,
+ * with keep, its output written (DIR/1-tsr.mp4, ...); the final latents replace *lat (which
+ * must hold the final size) and are decoded into video. Returns 0 or 1 (error printed). */
+typedef struct {
+    const kn_t2v_bundle *b;
+    kn_arena *A;
+    const char *keep;
+    int chunk, failed;
+    float *video;
+    uint8_t *rgb;
+} stage_out;
+
+static void on_stage(int s, const char *name, const float *lat, int64_t F, int64_t h, int64_t w, double fps,
+                     double secs, void *user) {
+    stage_out *o = user;
+    int f = 1 << (o->b->m.vae->cfg.nblocks - 1);
+    fprintf(stderr, "stage %d %s: %lld frames %lldx%lld at %g fps in %.1f s\n", s, name, (long long)F,
+            (long long)(w * f), (long long)(h * f), fps, secs);
+    if (o->keep && !o->failed)
+        o->failed = write_stage(o->b, o->A, o->keep, s, name, lat, F, h, w, o->chunk, fps, o->video, o->rgb, 0);
+}
+
 static int run_cascade(const kn_t2v_bundle *b, kn_arena *A, const float *pos, const float *neg, int64_t L,
                        uint64_t seed, const char *keep, int chunk, float *lat, int64_t *F, int64_t *h, int64_t *w,
                        double *fps, float *video, uint8_t *rgb) {
-    const kn_cascade_info *ci = &b->cascade;
-    int64_t C = b->m.unet->cfg.in_channels;
-    int64_t Ff = *F, hf = *h, wf = *w;
-    for (int i = 0; b->tsr && i < ci->tsr_times; i++)
-        Ff *= ci->tsr_factor;
-    if (b->ssr)
-        hf *= ci->ssr_scale, wf *= ci->ssr_scale;
-    float *next = malloc((size_t)(C * Ff * hf * wf) * sizeof(float));
-    if (!next)
-        return kn_cli_error("generate: out of memory for the cascade's %lld-frame latents", (long long)Ff);
-    int nst = (b->tsr ? ci->tsr_times : 0) + (b->ssr ? 1 : 0);
-    for (int s = 0; s < nst; s++) {
-        int temporal = b->tsr && s < ci->tsr_times;
-        double t0 = now();
-        kn_stage_params p = kn_stage_params_default();
-        p.seed = seed + 1 + (uint64_t)s; /* each stage its own noise */
-        p.sched_kind = b->m.sched_kind;
-        kn_status st;
-        if (temporal) {
-            p.steps = ci->tsr_steps;
-            p.guidance_scale = ci->tsr_guidance;
-            p.fps = (float)(*fps * ci->tsr_factor);
-            st = kn_cascade_interpolate(b->tsr, &b->m.sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->tsr_factor, &p,
-                                        next);
-            *F *= ci->tsr_factor;
-            *fps *= ci->tsr_factor;
-        } else {
-            p.steps = ci->ssr_steps;
-            p.guidance_scale = ci->ssr_guidance;
-            p.noise_aug = b->ssr->cfg.noise_aug_cond ? ci->ssr_noise_aug : 0;
-            p.same_noise = ci->ssr_same_noise;
-            p.chunk = ci->ssr_chunk;
-            p.fps = (float)*fps; /* for an fps-conditioned ssr: the clip's rate */
-            st = kn_cascade_upscale(b->ssr, &b->m.sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
-            *h *= ci->ssr_scale;
-            *w *= ci->ssr_scale;
-        }
-        if (st != KN_OK) {
-            free(next);
-            return kn_cli_error("%s", kn_last_error());
-        }
-        memcpy(lat, next, (size_t)(C * *F * *h * *w) * sizeof(float));
-        int f = 1 << (b->m.vae->cfg.nblocks - 1);
-        fprintf(stderr, "stage %d %s: %lld frames %lldx%lld at %g fps in %.1f s\n", s + 1, temporal ? "tsr" : "ssr",
-                (long long)*F, (long long)(*w * f), (long long)(*h * f), *fps, now() - t0);
-        if (keep && write_stage(b, A, keep, s + 1, temporal ? "tsr" : "ssr", lat, *F, *h, *w, chunk, *fps, video, rgb, 0)) {
-            free(next);
-            return 1;
-        }
-    }
-    free(next);
-    if (!keep && kn_t2v_decode(&b->m, A, lat, *F, *h, *w, chunk, video) != KN_OK)
+    stage_out o = {b, A, keep, chunk, 0, video, rgb};
+    if (kn_cascade_run(b->tsr, b->ssr, &b->cascade, &b->m.sched, b->m.sched_kind, A, pos, neg, L, seed, lat,
+                       b->m.unet->cfg.in_channels, F, h, w, fps, on_stage, &o) != KN_OK)
+        return kn_cli_error("%s", kn_last_error());
+    if (o.failed)
+        return 1;
+    if (kn_t2v_decode(&b->m, A, lat, *F, *h, *w, chunk, video) != KN_OK)
         return kn_cli_error("%s", kn_last_error());
     return 0;
 }

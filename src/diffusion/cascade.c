@@ -28,6 +28,9 @@
 
 #include "ops/ops.h"
 
+#include <string.h>
+#include <time.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -355,5 +358,74 @@ kn_status kn_cascade_upscale(const kn_unet3d *ssr, const kn_sched_config *sched,
             memcpy(out + (c * F + f0) * HW, xl + c * n * HW, (size_t)(n * HW) * sizeof(float));
     }
     kn_arena_reset(A, mark0);
+    return st;
+}
+
+/* ------------------------------------------------------------------ the chain */
+
+void kn_cascade_final_size(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_cascade_info *ci, int64_t F, int64_t h,
+                           int64_t w, int64_t *Ff, int64_t *hf, int64_t *wf) {
+    for (int i = 0; tsr && i < ci->tsr_times; i++)
+        F *= ci->tsr_factor;
+    if (ssr)
+        h *= ci->ssr_scale, w *= ci->ssr_scale;
+    *Ff = F, *hf = h, *wf = w;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_cascade_info *ci,
+                         const kn_sched_config *sched, kn_sched_kind kind, kn_arena *A, const float *pos,
+                         const float *neg, int64_t L, uint64_t seed, float *lat, int64_t C, int64_t *F, int64_t *h,
+                         int64_t *w, double *fps, kn_cascade_stage_fn on_stage, void *user) {
+    if (!ci || !A || !lat || !F || !h || !w || !fps)
+        return kn_fail(KN_ERR_ARG, "cascade: missing argument");
+    int64_t Ff, hf, wf;
+    kn_cascade_final_size(tsr, ssr, ci, *F, *h, *w, &Ff, &hf, &wf);
+    size_t mark = kn_arena_mark(A);
+    float *next = kn_arena_alloc(A, (size_t)(C * Ff * hf * wf) * sizeof(float));
+    if (!next)
+        return kn_fail(KN_ERR_NOMEM, "cascade: out of memory for the %lld-frame latents", (long long)Ff);
+    int nst = (tsr ? ci->tsr_times : 0) + (ssr ? 1 : 0);
+    kn_status st = KN_OK;
+    for (int s = 0; s < nst && st == KN_OK; s++) {
+        int temporal = tsr && s < ci->tsr_times;
+        double t0 = now_s();
+        kn_stage_params p = kn_stage_params_default();
+        p.seed = seed + 1 + (uint64_t)s; /* each stage its own noise */
+        p.sched_kind = kind;
+        if (temporal) {
+            p.steps = ci->tsr_steps;
+            p.guidance_scale = ci->tsr_guidance;
+            p.fps = (float)(*fps * ci->tsr_factor);
+            st = kn_cascade_interpolate(tsr, sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->tsr_factor, &p, next);
+            if (st == KN_OK) {
+                *F *= ci->tsr_factor;
+                *fps *= ci->tsr_factor;
+            }
+        } else {
+            p.steps = ci->ssr_steps;
+            p.guidance_scale = ci->ssr_guidance;
+            p.noise_aug = ssr->cfg.noise_aug_cond ? ci->ssr_noise_aug : 0;
+            p.same_noise = ci->ssr_same_noise;
+            p.chunk = ci->ssr_chunk;
+            p.fps = (float)*fps; /* for an fps-conditioned ssr: the clip's rate */
+            st = kn_cascade_upscale(ssr, sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
+            if (st == KN_OK) {
+                *h *= ci->ssr_scale;
+                *w *= ci->ssr_scale;
+            }
+        }
+        if (st != KN_OK)
+            break;
+        memcpy(lat, next, (size_t)(C * *F * *h * *w) * sizeof(float));
+        if (on_stage)
+            on_stage(s + 1, temporal ? "tsr" : "ssr", lat, *F, *h, *w, *fps, now_s() - t0, user);
+    }
+    kn_arena_reset(A, mark);
     return st;
 }

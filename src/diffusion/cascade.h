@@ -54,4 +54,23 @@ kn_status kn_cascade_upscale(const kn_unet3d *ssr, const kn_sched_config *sched,
                              const float *neg, int64_t L, const float *lat, int64_t C, int64_t F, int64_t h, int64_t w,
                              int scale, const kn_stage_params *p, float *out);
 
+/* Called after each SR stage of kn_cascade_run with its index (1, 2, ...), "tsr" or "ssr", and
+ * the stage's output latents (1, C, F, h, w) at rate fps. */
+typedef void (*kn_cascade_stage_fn)(int stage, const char *name, const float *lat, int64_t F, int64_t h, int64_t w,
+                                    double fps, double seconds, void *user);
+
+/* The SR stages of a cascade after its base: temporal SR ci->tsr_times times (when tsr), then
+ * spatial SR (when ssr), each with its settings in ci; stage s draws its noise from seed + s.
+ * lat holds the base latents (1, C, *F, *h, *w) on entry and must have room for the final ones
+ * (kn_cascade_final_size); *F, *h, *w and *fps are updated to the final clip. The scheduler
+ * (config and kind) is shared by the stages. Scratch comes from A (reset on return). */
+kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_cascade_info *ci,
+                         const kn_sched_config *sched, kn_sched_kind kind, kn_arena *A, const float *pos,
+                         const float *neg, int64_t L, uint64_t seed, float *lat, int64_t C, int64_t *F, int64_t *h,
+                         int64_t *w, double *fps, kn_cascade_stage_fn on_stage, void *user);
+
+/* The final frames and latent size of kn_cascade_run from the base's. */
+void kn_cascade_final_size(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_cascade_info *ci, int64_t F, int64_t h,
+                           int64_t w, int64_t *Ff, int64_t *hf, int64_t *wf);
+
 #endif
