@@ -323,7 +323,7 @@ typedef struct {
 } unet_case;
 
 static int unet_case_init(unet_case *c, kn_unet3d_config cfg, int64_t B, int64_t T, int64_t H, int64_t W,
-                          uint64_t seed, int mse) {
+                          uint64_t seed, int mse, size_t arena_mb) {
     memset(c, 0, sizeof *c);
     c->u = kn_unet3d_new(&cfg);
     KT_CHECKF(c->u != NULL, "%s", kn_last_error());
@@ -341,7 +341,7 @@ static int unet_case_init(unet_case *c, kn_unet3d_config cfg, int64_t B, int64_t
         }
     }
     KT_OK(kn_params_alloc_grads(&c->u->P));
-    c->A = kn_arena_new(96 << 20);
+    c->A = kn_arena_new(arena_mb << 20);
     c->tape = kn_tape_new();
     int64_t ss[5] = {B, cfg.in_channels, T, H, W}, ts[3] = {B, 5, cfg.cross_attention_dim};
     KT_OK(kn_tensor_alloc(NULL, &c->sample, KN_F32, 5, ss));
@@ -456,7 +456,7 @@ static double grad_rel_err(const kn_params *P, const float *g, const float *ref,
 
 KT_TEST(bf16_unet3d_gradients) {
     unet_case c;
-    if (!unet_case_init(&c, small_cfg(), 2, 3, 8, 8, 61, 1))
+    if (!unet_case_init(&c, small_cfg(), 2, 3, 8, 8, 61, 1, 96))
         return;
     kn_params *P = &c.u->P;
     size_t np = P->numel;
@@ -511,7 +511,7 @@ KT_TEST(bf16_unet3d_gradients) {
 
 KT_TEST(bf16_unet3d_bitwise_across_threads) {
     unet_case c;
-    if (!unet_case_init(&c, tiny_cfg(), 2, 4, 6, 6, 71, 0))
+    if (!unet_case_init(&c, tiny_cfg(), 2, 4, 6, 6, 71, 0, 96))
         return;
     int prev_th = kn_get_threads(), prev = kn_set_compute_bf16(1);
     size_t np = c.u->P.numel;
@@ -534,4 +534,81 @@ KT_TEST(bf16_unet3d_bitwise_across_threads) {
     kn_set_threads(prev_th);
     free(ref);
     unet_case_free(&c);
+}
+
+/* ------------------------------------------------------------ 5. training */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Two copies of one model (same init, same batch) trained side by side with AdamW, f32 and bf16
+ * steps interleaved (so the machine's load hits both alike); losses[mode][step]. */
+#define TRAIN_STEPS 30
+static void train_pair(kn_unet3d_config cfg, int64_t B, int64_t T, int64_t H, int64_t W, int steps, size_t arena_mb,
+                       double losses[2][TRAIN_STEPS], double med[2]) {
+    unet_case c[2];
+    kn_adamw opt[2];
+    kn_adamw_config oc = kn_adamw_default_config();
+    oc.lr = 3e-3;
+    double times[2][TRAIN_STEPS];
+    for (int m = 0; m < 2; m++) {
+        if (!unet_case_init(&c[m], cfg, B, T, H, W, 81, 1, arena_mb))
+            return;
+        KT_OK(kn_adamw_init(&opt[m], &oc, &c[m].u->P));
+    }
+    for (int s = 0; s < steps; s++)
+        for (int m = 0; m < 2; m++) {
+            int prev = kn_set_compute_bf16(m);
+            double t0 = now_s();
+            losses[m][s] = unet_loss(&c[m], 1);
+            KT_OK(kn_adamw_step(&opt[m], -1.0));
+            times[m][s] = now_s() - t0;
+            kn_set_compute_bf16(prev);
+        }
+    for (int m = 0; m < 2; m++) {
+        qsort(times[m], (size_t)steps, sizeof(double), cmp_d);
+        med[m] = times[m][steps / 2];
+        kn_adamw_free(&opt[m]);
+        unet_case_free(&c[m]);
+    }
+}
+
+KT_TEST(bf16_unet3d_training_30_steps) {
+    double L[2][TRAIN_STEPS], med[2];
+    memset(L, 0, sizeof L);
+    train_pair(tiny_cfg(), 2, 4, 8, 8, TRAIN_STEPS, 96, L, med);
+    int n = TRAIN_STEPS;
+    KT_CHECKF(L[0][0] == L[0][0] && fabs(L[1][0] - L[0][0]) <= 1e-3 * L[0][0], "step 0 loss bf16 %.6g vs f32 %.6g",
+              L[1][0], L[0][0]);
+    for (int m = 0; m < 2; m++) {
+        KT_CHECKF(isfinite(L[m][n - 1]) && L[m][n - 1] < 0.7 * L[m][0], "%s: loss %.6g -> %.6g does not fall",
+                  m ? "bf16" : "f32", L[m][0], L[m][n - 1]);
+        for (int s = 0; s < n; s++) /* the whole curve, not just the end */
+            KT_CHECKF(fabs(L[1][s] - L[0][s]) <= 0.03 * L[0][s] + 1e-4, "step %d: bf16 loss %.6g vs f32 %.6g", s,
+                      L[1][s], L[0][s]);
+    }
+    printf("    tiny unet3d (8/16 ch, 2x4x8x8), AdamW lr 3e-3: loss f32 %.5f -> %.5f, bf16 %.5f -> %.5f; median step "
+           "f32 %.1f ms, bf16 %.1f ms (interleaved, %d threads)\n", L[0][0], L[0][n - 1], L[1][0], L[1][n - 1],
+           1e3 * med[0], 1e3 * med[1], kn_get_threads());
+}
+
+/* The speed comparison on a model whose GEMMs matter (32/64 channels, 1x8x16x16): 3 interleaved
+ * steps per mode; the losses must still agree. */
+KT_TEST(bf16_unet3d_step_time) {
+    double L[2][TRAIN_STEPS], med[2];
+    memset(L, 0, sizeof L);
+    train_pair(small_cfg(), 1, 8, 16, 16, 3, 512, L, med);
+    for (int s = 0; s < 3; s++)
+        KT_CHECKF(isfinite(L[1][s]) && fabs(L[1][s] - L[0][s]) <= 1e-2 * L[0][s], "step %d: bf16 loss %.6g vs f32 %.6g",
+                  s, L[1][s], L[0][s]);
+    printf("    unet3d 32/64 ch, 1x8x16x16: median training step f32 %.1f ms, bf16 %.1f ms (x%.2f; interleaved, "
+           "%d threads, shared machine)\n", 1e3 * med[0], 1e3 * med[1], med[0] / med[1], kn_get_threads());
 }
