@@ -234,6 +234,12 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
     kn_tape *tape = kn_tape_new();
     if (!tape)
         return KN_ERR_NOMEM;
+    /* frozen spatial weights need no gradient: backward skips their dW (the activations' gradients
+     * flow on), which is where most of a frozen step's saving is; restored before returning */
+    if (o->freeze_spatial)
+        for (int i = 0; i < unet->P.n; i++)
+            if (!kn_unet3d_temporal_param(unet->P.items[i]->name))
+                unet->P.items[i]->var.requires_grad = 0;
     kn_status st = KN_OK;
     kn_train_data dd = *d; /* images_only follows the step */
     d = &dd;
@@ -362,6 +368,9 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             break;
         }
     }
+    if (o->freeze_spatial)
+        for (int i = 0; i < unet->P.n; i++)
+            unet->P.items[i]->var.requires_grad = unet->P.grad_block != NULL;
     kn_tape_free(tape);
     kn_sched_free(&sc);
     return st;
