@@ -600,15 +600,15 @@ KT_TEST(bf16_unet3d_training_30_steps) {
            1e3 * med[0], 1e3 * med[1], kn_get_threads());
 }
 
-/* The speed comparison on a model whose GEMMs matter (32/64 channels, 1x8x16x16): 3 interleaved
+/* The speed comparison on a model whose GEMMs matter (32/64 channels, 1x4x16x16): 3 interleaved
  * steps per mode; the losses must still agree. */
 KT_TEST(bf16_unet3d_step_time) {
     double L[2][TRAIN_STEPS], med[2];
     memset(L, 0, sizeof L);
-    train_pair(small_cfg(), 1, 8, 16, 16, 3, 512, L, med);
+    train_pair(small_cfg(), 1, 4, 16, 16, 3, 512, L, med);
     for (int s = 0; s < 3; s++)
         KT_CHECKF(isfinite(L[1][s]) && fabs(L[1][s] - L[0][s]) <= 1e-2 * L[0][s], "step %d: bf16 loss %.6g vs f32 %.6g",
                   s, L[1][s], L[0][s]);
-    printf("    unet3d 32/64 ch, 1x8x16x16: median training step f32 %.1f ms, bf16 %.1f ms (x%.2f; interleaved, "
+    printf("    unet3d 32/64 ch, 1x4x16x16: median training step f32 %.1f ms, bf16 %.1f ms (x%.2f; interleaved, "
            "%d threads, shared machine)\n", 1e3 * med[0], 1e3 * med[1], med[0] / med[1], kn_get_threads());
 }
