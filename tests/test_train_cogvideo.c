@@ -365,6 +365,12 @@ KT_TEST(train_init_reports_new_temporal_params_and_refuses_mismatches) {
     char want[64];
     snprintf(want, sizeof want, "%d new temporal parameters", ntemporal);
     KT_CHECKF(rc == 0 && ntemporal > 0 && strstr(out, want), "rc %d, want '%s': %s", rc, want, out);
+    /* a plain model into a cascade recipe's base UNet (fps-conditioned): the option embeddings
+     * are new (zero output), the SR stages start from scratch */
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke-cascade --until base --init '%s/base/model' --steps 1 "
+                "--out '%s/casc' --tokenizer '%s/clip' --threads 2 --quiet", kt_bin(), d, d, kt_fixtures());
+    KT_CHECKF(rc == 0 && strstr(out, "new fps/noise-aug embedding") && strstr(out, "tsr not in the folder"), "rc %d: %s",
+              rc, out);
     /* a recipe of other sizes: the first tensor whose shape differs is named, on one line */
     rc = kt_run(out, sizeof out,
                 "printf '{\"base\": \"smoke\", \"unet_channels\": [16, 32], \"unet_groups\": 8}' > '%s/small.json' && "

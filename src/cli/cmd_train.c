@@ -383,6 +383,9 @@ static int cmd_train(int argc, char **argv) {
             if (irep.fresh)
                 fprintf(stderr, "; %d new temporal parameters (%lld values, e.g. %s) keep their identity init",
                         irep.fresh, (long long)irep.fresh_numel, irep.fresh_first);
+            if (irep.fresh_options)
+                fprintf(stderr, "; %d new fps/noise-aug embedding parameters start with zero output",
+                        irep.fresh_options);
             if (tsr && !irep.tsr_loaded)
                 fprintf(stderr, "; tsr not in the folder: trained from scratch");
             if (ssr && !irep.ssr_loaded)

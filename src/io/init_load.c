@@ -15,6 +15,11 @@ static int is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* The embeddings the cascade options add (fps, noise augmentation): absent from a plain model. */
+static int option_param(const char *name) {
+    return !strncmp(name, "fps_embedding.", 14) || !strncmp(name, "aug_embedding.", 14);
+}
+
 /* Tensors a state dict may carry that are not parameters (transformers' CLIP position ids). */
 static int ignorable(const char *name) {
     size_t l = strlen(name);
@@ -46,7 +51,8 @@ static kn_status take(const kn_safetensors *st, const char *file, kn_param *p) {
 }
 
 /* Loads component folder `sub` of dir into P. unet: temporal parameters may be missing. */
-static kn_status load_component(const char *dir, const char *sub, kn_params *P, int unet, kn_init_report *rep) {
+static kn_status load_component(const char *dir, const char *sub, kn_params *P, kn_unet3d *unet,
+                                kn_init_report *rep) {
     char path[1200], file[1400];
     snprintf(path, sizeof path, "%s/%s", dir, sub);
     if (!is_dir(path))
@@ -55,6 +61,9 @@ static kn_status load_component(const char *dir, const char *sub, kn_params *P, 
     kn_safetensors *st = kn_st_open(file);
     if (!st)
         return kn_fail(KN_ERR_FORMAT, "init: %s", kn_last_error());
+    /* option embeddings the folder may lack then output zero: the model starts as the folder's */
+    if (unet)
+        kn_unet3d_init_options_zero(unet);
     kn_status s = KN_OK;
     int taken = 0;
     for (int i = 0; i < P->n && s == KN_OK; i++) {
@@ -67,6 +76,8 @@ static kn_status load_component(const char *dir, const char *sub, kn_params *P, 
                 snprintf(rep->fresh_first, sizeof rep->fresh_first, "%s/%s", sub, p->name);
             rep->fresh++;
             rep->fresh_numel += kn_tensor_numel(&p->var.v);
+        } else if (unet && option_param(p->name)) {
+            rep->fresh_options++;
         } else {
             s = kn_fail(KN_ERR_FORMAT, "init: tensor '%s' of the recipe's %s is missing from %s", p->name, sub, file);
         }
@@ -98,16 +109,16 @@ kn_status kn_init_from_folder(const char *dir, kn_vae *vae, kn_clip_text *text, 
         return kn_fail(KN_ERR_FORMAT, "init: %s: scaling_factor %g is not a positive number", path,
                        (double)vc.scaling_factor);
     rep->vae_scale = vc.scaling_factor;
-    KN_TRY(load_component(dir, "vae", &vae->P, 0, rep));
-    KN_TRY(load_component(dir, "text_encoder", &text->P, 0, rep));
-    KN_TRY(load_component(dir, "unet", &unet->P, 1, rep));
+    KN_TRY(load_component(dir, "vae", &vae->P, NULL, rep));
+    KN_TRY(load_component(dir, "text_encoder", &text->P, NULL, rep));
+    KN_TRY(load_component(dir, "unet", &unet->P, unet, rep));
     kn_unet3d *sr[2] = {tsr, ssr};
     static const char *const subs[2] = {"tsr", "ssr"};
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
         if (!sr[i] || !is_dir(path))
             continue;
-        KN_TRY(load_component(dir, subs[i], &sr[i]->P, 1, rep));
+        KN_TRY(load_component(dir, subs[i], &sr[i]->P, sr[i], rep));
         if (i == 0)
             rep->tsr_loaded = 1;
         else

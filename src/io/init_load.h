@@ -12,7 +12,10 @@
  * lacks, or a tensor of the folder that no parameter of the recipe takes (a bigger model) is an
  * error naming the tensor. A temporal parameter of a UNet (kn_unet3d_temporal_param) that the
  * folder lacks keeps the value it had (the identity init of kn_unet3d_init_temporal_identity):
- * an image UNet inflated to video (Make-A-Video / CogVideo). */
+ * an image UNet inflated to video (Make-A-Video / CogVideo). Likewise the fps / noise-augmentation
+ * embeddings of a cascade-option UNet (fps_embedding.*, aug_embedding.*): before loading, a UNet
+ * gets kn_unet3d_init_options_zero, so those the folder lacks add nothing and the model starts out
+ * computing the folder's. */
 #ifndef KN_INIT_LOAD_H
 #define KN_INIT_LOAD_H
 
@@ -26,6 +29,7 @@ typedef struct kn_init_report {
     int fresh;           /* temporal parameters the folder lacked (kept as initialised) */
     int64_t fresh_numel;
     char fresh_first[160]; /* the first of them, for the report ("" when none) */
+    int fresh_options;   /* fps / aug embedding parameters the folder lacked (zero output) */
     int tsr_loaded, ssr_loaded; /* 1 when tsr/ or ssr/ was in the folder and loaded */
 } kn_init_report;
 
