@@ -534,6 +534,23 @@ static int attention(int argc, char **argv) {
     printf("%s: '%s' (tokens %d..%d of the prompt) over %d frames of %dx%d, %lld layer maps (%lld per step), "
            "attention %.4f..%.4f\n", out, word, tpos, tpos + ntok - 1, F, px, px, (long long)nmaps,
            (long long)(nmaps / (p.steps > 0 ? p.steps : 1)), lo, hi);
+    /* how much the word looks at the bright pixels (the objects, on Shapes' black background):
+     * mean raw map there over the mean raw map elsewhere (1 = no preference) */
+    {
+        double on = 0, off = 0;
+        int64_t non = 0;
+        for (int64_t i = 0; i < F * HW; i++) {
+            const uint8_t *px3 = rgb + i * 3;
+            int luma = (299 * px3[0] + 587 * px3[1] + 114 * px3[2]) / 1000;
+            if (luma > 64)
+                on += up[i], non++;
+            else
+                off += up[i];
+        }
+        if (non > 0 && non < F * HW)
+            printf("bright pixels (luma > 64, %.1f%% of the clip): map %.2fx the rest's\n",
+                   100.0 * (double)non / (double)(F * HW), (on / (double)non) / (off / (double)(F * HW - non)));
+    }
     /* where the word looks, per frame: the peak and the centre of mass of the map (pixels) */
     for (int f = 0; f < F; f++) {
         const float *m = up + (size_t)f * HW;
