@@ -396,21 +396,23 @@ KT_TEST(train_init_resume_checks_the_init_folder) {
     KT_CHECKF(rc == 0, "base run: %s", out);
     char opts[1200];
     snprintf(opts, sizeof opts,
-             "--config '%s/fz.json' --init '%s/base/model' --steps 4 --save-every 2 --quiet --tokenizer '%s/clip'", d, d,
-             kt_fixtures());
-    rc = kt_run(out, sizeof out, "printf '{\"base\": \"smoke\", \"freeze_spatial\": true}' > '%s/fz.json' && "
-                "%s train %s --threads 2 --out '%s/a'", d, kt_bin(), opts, d);
+             "--recipe smoke --freeze-spatial --init '%s/base/model' --steps 4 --save-every 2 --quiet --tokenizer '%s/clip'",
+             d, kt_fixtures());
+    rc = kt_run(out, sizeof out, "%s train %s --threads 2 --out '%s/a'", kt_bin(), opts, d);
     KT_CHECKF(rc == 0, "%s", out);
     rc = kt_run(out, sizeof out, "%s train %s --threads 2 --out '%s/b' & pid=$!; "
                 "for i in $(seq 1 600); do [ -f '%s/b/last.safetensors' ] && break; sleep 0.05; done; "
                 "kill -9 $pid; wait $pid; echo killed=$?", kt_bin(), opts, d, d);
     KT_CHECKF(strstr(out, "killed=") != NULL, "%s", out);
-    /* without --init, or with another folder, the checkpoint is refused */
-    rc = kt_run(out, sizeof out, "%s train --config '%s/fz.json' --steps 4 --save-every 2 --quiet --tokenizer '%s/clip' "
-                "--out '%s/b' --resume", kt_bin(), d, kt_fixtures(), d);
+    /* without --init, with another folder, or without --freeze-spatial, the checkpoint is refused */
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --steps 4 --save-every 2 --quiet "
+                "--tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), kt_fixtures(), d);
     KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
-    rc = kt_run(out, sizeof out, "%s train --config '%s/fz.json' --init '%s/a/model' --steps 4 --save-every 2 --quiet "
-                "--tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), d, d, kt_fixtures(), d);
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --init '%s/a/model' --steps 4 --save-every 2 "
+                "--quiet --tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), d, kt_fixtures(), d);
+    KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --init '%s/base/model' --steps 4 --save-every 2 --quiet "
+                "--tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), d, kt_fixtures(), d);
     KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
     /* with the same --init (other threads) it finishes as the uninterrupted run did */
     rc = kt_run(out, sizeof out, "%s train %s --threads 1 --out '%s/b' --resume", kt_bin(), opts, d);

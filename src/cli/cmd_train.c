@@ -183,8 +183,9 @@ static void usage(FILE *f) {
                "  --init MODEL       start from an exported model folder (a run's DIR/model or a compatible\n"
                "                     diffusers folder): its vae, text_encoder, unet (tsr, ssr) weights by name;\n"
                "                     temporal layers it lacks keep their identity init; the VAE stage is\n"
-               "                     skipped and its scaling factor kept. With \"freeze_spatial\": true in\n"
-               "                     --config only the temporal layers train (CogVideo)\n"
+               "                     skipped and its scaling factor kept\n"
+               "  --freeze-spatial   train only the UNet's temporal layers; spatial weights and the text\n"
+               "                     encoder stay as loaded (CogVideo; recipe key \"freeze_spatial\": true)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
                "  --export-only      write DIR/model from DIR/last.safetensors as it is, without training\n"
                "  --grad-checkpointing  recompute UNet activations in backward: less memory, more time\n"
@@ -205,7 +206,7 @@ static int cmd_train(int argc, char **argv) {
     const char *init_dir = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
-    int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0;
+    int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0, freeze_spatial = 0;
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
@@ -225,6 +226,7 @@ static int cmd_train(int argc, char **argv) {
         {"--export-dtype", NULL, KN_OPT_STR, &export_dtype},
         {"--until", NULL, KN_OPT_STR, &until_s},
         {"--init", NULL, KN_OPT_STR, &init_dir},
+        {"--freeze-spatial", NULL, KN_OPT_FLAG, &freeze_spatial},
     };
     const char *pos[1];
     int npos;
@@ -291,6 +293,8 @@ static int cmd_train(int argc, char **argv) {
     if (export_only)
         resume = 1;
     rc.unet_opts.checkpointing = rc.tsr_opts.checkpointing = rc.ssr_opts.checkpointing = checkpointing;
+    if (freeze_spatial)
+        rc.unet_opts.freeze_spatial = 1;
     kn_dtype edt = KN_F32;
     if (!strcmp(export_dtype, "f16")) edt = KN_F16;
     else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;
