@@ -294,7 +294,7 @@ static int count_lines(const char *s) {
 
 /* A smoke model to start from (a few steps: what matters is that it is not the fresh init). */
 static int base_model(char *out, size_t n, const char *d) {
-    return kt_run(out, n, "%s train --recipe smoke --steps 3 --out '%s/base' --tokenizer '%s/clip' --quiet --threads 2",
+    return kt_run(out, n, "%s train --recipe smoke --steps 2 --out '%s/base' --tokenizer '%s/clip' --quiet --threads 2",
                   kt_bin(), d, kt_fixtures());
 }
 
@@ -396,7 +396,7 @@ KT_TEST(train_init_resume_checks_the_init_folder) {
     KT_CHECKF(rc == 0, "base run: %s", out);
     char opts[1200];
     snprintf(opts, sizeof opts,
-             "--recipe smoke --freeze-spatial --init '%s/base/model' --steps 4 --save-every 2 --quiet --tokenizer '%s/clip'",
+             "--recipe smoke --freeze-spatial --init '%s/base/model' --steps 3 --save-every 1 --quiet --tokenizer '%s/clip'",
              d, kt_fixtures());
     rc = kt_run(out, sizeof out, "%s train %s --threads 2 --out '%s/a'", kt_bin(), opts, d);
     KT_CHECKF(rc == 0, "%s", out);
@@ -405,13 +405,13 @@ KT_TEST(train_init_resume_checks_the_init_folder) {
                 "kill -9 $pid; wait $pid; echo killed=$?", kt_bin(), opts, d, d);
     KT_CHECKF(strstr(out, "killed=") != NULL, "%s", out);
     /* without --init, with another folder, or without --freeze-spatial, the checkpoint is refused */
-    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --steps 4 --save-every 2 --quiet "
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --steps 3 --save-every 1 --quiet "
                 "--tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), kt_fixtures(), d);
     KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
-    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --init '%s/a/model' --steps 4 --save-every 2 "
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --freeze-spatial --init '%s/a/model' --steps 3 --save-every 1 "
                 "--quiet --tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), d, kt_fixtures(), d);
     KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
-    rc = kt_run(out, sizeof out, "%s train --recipe smoke --init '%s/base/model' --steps 4 --save-every 2 --quiet "
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --init '%s/base/model' --steps 3 --save-every 1 --quiet "
                 "--tokenizer '%s/clip' --out '%s/b' --resume", kt_bin(), d, kt_fixtures(), d);
     KT_CHECKF(rc != 0 && strstr(out, "another recipe or options"), "rc %d: %s", rc, out);
     /* with the same --init (other threads) it finishes as the uninterrupted run did */
