@@ -5,7 +5,7 @@
  *     softmax(q kᵀ / sqrt(d)) over the L text tokens, averaged over heads, for the captured
  *     sample's rows; with every token chosen they sum to 1 over L;
  *   - the aggregate is the mean over layers and calls of the bilinearly resized token means;
- *   - results are bitwise identical for 1, 2 and 3 threads;
+ *   - results are bitwise identical for 1, 2 and 3 threads; res selects the layers of one size;
  *   - the CLI writes a contact sheet / video of the right size for the bundled model and for a
  *     cascade's base stage; an unknown word is a one-line error naming it. */
 #include "kt.h"
@@ -257,6 +257,19 @@ KT_TEST(viz_attention_capture_thread_invariant_and_errors) {
     KT_CHECK(!memcmp(sums[0], sums[1], sizeof sums[0]));
     KT_CHECK(!memcmp(sums[0], sums[2], sizeof sums[0]));
     KT_CHECK(kt_max_abs(sums[0], TT * TH * TW) > 0);
+    /* --res: only the layers at that many rows (tiny UNet: 3 at 8x8, the mid block at 4x4) */
+    static const int want[3][2] = {{TH, 3}, {TH / 2, 1}, {3, 0}};
+    for (int i = 0; i < 3; i++) {
+        kn_attn_capture cr = {0};
+        cr.ntok = 1;
+        cr.sample = -1;
+        cr.res = want[i][0];
+        KT_OK(run(u, &in, &cr, y));
+        KT_CHECKF(cr.count == want[i][1], "res %d: %lld maps, want %d", want[i][0], (long long)cr.count, want[i][1]);
+        float m1[TT * TH * TW];
+        KT_CHECK((kn_attn_capture_mean(&cr, m1) == KN_OK) == (want[i][1] > 0));
+        kn_attn_capture_free(&cr);
+    }
     /* a token past the text, a sample past the batch: one-line errors, no crash */
     kn_attn_capture cap = {0};
     cap.ntok = 1;

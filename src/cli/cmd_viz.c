@@ -19,13 +19,13 @@
  *       (F, 2 H, 3 W) at the clip's frame rate.
  *
  *   kinema viz attention [-m DIR] -p PROMPT --word WORD -o OUT [--steps S] [--seed K] [--frames F]
- *                          [-g G] [--alpha A]
+ *                          [-g G] [--alpha A] [--res R]
  *       Cross-attention heat maps of one word over the frames (prompt-to-prompt's "aggregate
  *       attention"): the base model generates PROMPT while every spatial transformer's
  *       cross-attention reports the probability its queries give WORD's tokens (softmax over the
  *       text tokens, mean over heads and over the word's BPE tokens, the prompt's sample of the
  *       CFG batch); each layer's map is resized bilinearly to the latent grid and the maps are
- *       averaged over layers and steps. The map is normalised over the whole clip (min..max),
+ *       averaged over layers and steps (--res R: only the layers at R rows). The map is normalised over the whole clip (min..max),
  *       coloured with a jet-like map and alpha-blended onto the frames. OUT: a video by its
  *       extension (F, H, W), or for a plain .png a contact sheet of strips of up to 8 frames,
  *       each strip the generated frames above their overlays.
@@ -67,6 +67,7 @@ static void usage(FILE *f) {
             "      --steps S           denoising steps (default 20); --seed K noise seed (default 0)\n"
             "      --frames F          frames (default: the model's, else 8); -g G guidance (default 9)\n"
             "      --alpha A           heat map opacity 0..1 (default 0.5)\n"
+            "      --res R             only the layers whose maps have R rows (default: every layer)\n"
             "      OUT                 a video (.mp4, .gif, .webp, .y4m, NAME%%d.png, DIR/) or a .png contact\n"
             "                          sheet (frames above their overlays, up to 8 per strip)\n"
             "common:\n"
@@ -403,7 +404,7 @@ static void jet(float v, float rgb[3]) {
 
 static int attention(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *prompt = NULL, *word = NULL;
-    long steps = 20, frames = 0, threads = 0;
+    long steps = 20, frames = 0, threads = 0, res = 0;
     uint64_t seed = 0;
     double guidance = 9.0, alpha = 0.5;
     const kn_cli_opt opts[] = {
@@ -416,6 +417,7 @@ static int attention(int argc, char **argv) {
         {"--frames", NULL, KN_OPT_INT, &frames, 1, 1024},
         {"--guidance", "-g", KN_OPT_FLOAT, &guidance, 0, 100},
         {"--alpha", NULL, KN_OPT_FLOAT, &alpha, 0, 1},
+        {"--res", NULL, KN_OPT_INT, &res, 0, 1 << 20},
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
     };
     const char *pos[1];
@@ -455,6 +457,7 @@ static int attention(int argc, char **argv) {
     for (int i = 0; i < ntok; i++)
         cap.tok[i] = tpos + i;
     cap.sample = -1; /* the prompt: last in the CFG batch [uncond, cond], the only sample without CFG */
+    cap.res = (int)res;
     kn_t2v_params p = kn_t2v_params_default();
     p.steps = (int)steps;
     p.guidance_scale = (float)guidance;

@@ -133,6 +133,8 @@ kn_status kn_attn_capture_begin(kn_attn_capture *cap, int64_t B, int64_t T, int6
     for (int i = 0; i < cap->ntok; i++)
         if (cap->tok[i] < 0)
             return kn_fail(KN_ERR_ARG, "attention capture: token position %d is negative", cap->tok[i]);
+    if (cap->res < 0)
+        return kn_fail(KN_ERR_ARG, "attention capture: res = %d must be >= 0", cap->res);
     if (cap->sample < -1 || cap->sample >= B)
         return kn_fail(KN_ERR_ARG, "attention capture: sample %d of a batch of %lld", cap->sample, (long long)B);
     if (B < 1 || T < 1 || H < 1 || W < 1)
@@ -156,8 +158,8 @@ kn_status kn_attn_capture_begin(kn_attn_capture *cap, int64_t B, int64_t T, int6
 
 kn_status kn_attn_capture_mean(const kn_attn_capture *cap, float *mean) {
     if (!cap->sum || cap->count < 1)
-        return kn_fail(KN_ERR_ARG, "attention capture: nothing captured (the model has no cross-attention layer "
-                       "or did not run)");
+        return kn_fail(KN_ERR_ARG, "attention capture: nothing captured (the model has no cross-attention layer%s "
+                       "or did not run)", cap->res > 0 ? " at that resolution" : "");
     int64_t n = cap->T * cap->H * cap->W;
     for (int64_t i = 0; i < n; i++)
         mean[i] = cap->sum[i] / (float)cap->count;
@@ -258,7 +260,7 @@ kn_status kn_attn_probs(kn_arena *A, const kn_attn_l *l, const kn_tensor *x, con
  * bilinear to the latent grid -> added to cap->sum. Scratch from c->A, released. */
 static void capture_layer(kn_ctx *c, const kn_attn_l *l, kn_var *h, kn_var *ctx, kn_attn_capture *cap, int64_t H,
                           int64_t W) {
-    if (c->status != KN_OK || !h || !ctx)
+    if (c->status != KN_OK || !h || !ctx || (cap->res > 0 && H != cap->res))
         return;
     int64_t BT = h->v.shape[0], HW = h->v.shape[1];
     if (cap->B < 1 || BT % cap->B || BT / cap->B != cap->T || !cap->sum) {

@@ -107,6 +107,8 @@ typedef struct kn_attn_capture {
     int tok[KN_CAPTURE_MAX_TOKENS];
     int sample;                          /* captured sample of the batch; -1: the last (CFG puts the
                                           * prompt after the unconditional sample) */
+    int res;                             /* 0: every layer; > 0: only the layers whose map has res
+                                          * rows (prompt-to-prompt keeps SD's 16x16 layers) */
     void (*on_layer)(const kn_attn_capture_layer *l, void *user); /* optional */
     void *user;
     /* kept by the capture (kn_attn_capture_begin / the layers) */
