@@ -61,9 +61,12 @@ static void usage(FILE *f) {
             "  -g, --guidance G        classifier-free guidance scale (default 9)\n"
             "  -n, --negative TEXT     negative prompt (default \"\")\n"
             "      --scheduler NAME    ddim, ddpm, euler, euler_a, dpmpp_2m (default: the model's)\n"
-            "      --size PX           clip side (default: the model's sample size; 64 with --reference)\n"
-            "      --fps FPS           16, 8, 4, 2 or 1: the frame rate the model was trained at (default 8)\n"
+            "      --size PX           clip side (default: the model's output size; 64 with --reference)\n"
+            "      --fps FPS           16, 8, 4, 2 or 1: the clip's frame rate (default: the model's, else 8)\n"
             "      --frames F          frames per clip (default 2 s: 2 x fps)\n"
+            "      --no-cascade        score a cascade model's base stage alone\n"
+            "  A cascade model's clips are its final output (base -> TSR -> SSR): --size, --frames and --fps\n"
+            "  then describe the final clip, and the base runs at them divided by the SR factors.\n"
             "      --json FILE         also write the numbers (and every clip's score) as JSON\n"
             "      --save-dir DIR      write each clip as DIR/SPLIT_INDEX_SEED.sheet.png\n"
             "  -t, --threads N         threads (default: all cores); results do not depend on it\n"
@@ -185,6 +188,10 @@ typedef struct {
     float *emb;        /* (2, L, D): [prompt, negative] */
     float *video;      /* (1, 3, F, H, W) */
     const char *negative;
+    /* a cascade: the base makes base latents (lat), the SR stages the final ones */
+    int cascade, no_cascade;
+    int64_t C, base_h, base_f;
+    float *lat;
 } clip_maker;
 
 /* Encodes [prompt, negative] for the clips of one caption (generation only). */
@@ -204,7 +211,20 @@ static kn_status maker_clip(clip_maker *mk, const kn_shapes_caption *cap, uint64
     }
     mk->par.seed = seed;
     size_t mark = kn_arena_mark(mk->A);
-    kn_status st = kn_t2v_run(&mk->b.m, mk->A, mk->emb, mk->emb + mk->L * mk->D, mk->L, &mk->par, NULL, mk->video);
+    kn_status st;
+    if (mk->cascade) {
+        const float *pos = mk->emb, *neg = mk->emb + mk->L * mk->D;
+        int64_t F = mk->base_f, h = mk->base_h, w = mk->base_h;
+        double fps = mk->par.fps;
+        st = kn_t2v_run(&mk->b.m, mk->A, pos, neg, mk->L, &mk->par, mk->lat, NULL);
+        if (st == KN_OK)
+            st = kn_cascade_run(mk->b.tsr, mk->b.ssr, &mk->b.cascade, &mk->b.m.sched, mk->b.m.sched_kind, mk->A, pos,
+                                neg, mk->L, seed, mk->lat, mk->C, &F, &h, &w, &fps, NULL, NULL);
+        if (st == KN_OK)
+            st = kn_t2v_decode(&mk->b.m, mk->A, mk->lat, F, h, w, 4, mk->video);
+    } else {
+        st = kn_t2v_run(&mk->b.m, mk->A, mk->emb, mk->emb + mk->L * mk->D, mk->L, &mk->par, NULL, mk->video);
+    }
     kn_arena_reset(mk->A, mark);
     if (st != KN_OK)
         return st;
@@ -216,6 +236,7 @@ static void maker_free(clip_maker *mk) {
     free(mk->ids);
     free(mk->emb);
     free(mk->video);
+    free(mk->lat);
     kn_arena_free(mk->A);
     if (mk->loaded)
         kn_t2v_unload(&mk->b);
@@ -235,17 +256,36 @@ static int maker_load(clip_maker *mk, const char *model, const char *sched, doub
         mk->b.m.sched_kind = (kn_sched_kind)k;
     }
     int f = 1 << (mk->b.m.vae->cfg.nblocks - 1);
+    const kn_cascade_info *ci = &mk->b.cascade;
+    mk->cascade = (mk->b.tsr || mk->b.ssr) && !mk->no_cascade;
+    int ft = 1, sc = mk->cascade && mk->b.ssr ? ci->ssr_scale : 1; /* the SR factors in time and space */
+    for (int i = 0; mk->cascade && mk->b.tsr && i < ci->tsr_times; i++)
+        ft *= ci->tsr_factor;
+    if (mk->fps <= 0)
+        mk->fps = mk->b.fps > 0 ? (int)lround(mk->b.fps * ft) : 8;
+    if (mk->fps < 1 || KN_SHAPES_NATIVE_FPS % mk->fps)
+        return kn_cli_error("eval: the clip's fps %d does not divide 16 (give --fps 16, 8, 4, 2 or 1)", mk->fps);
+    if (mk->frames <= 0)
+        mk->frames = 2 * mk->fps; /* two seconds, as the native 32 frames at 16 fps */
     if (size_opt <= 0)
-        size_opt = mk->b.m.unet->cfg.sample_size > 0 ? (long)mk->b.m.unet->cfg.sample_size * f : 64;
-    if (size_opt % f)
-        return kn_cli_error("eval: --size must be a multiple of the VAE factor %d, got %ld", f, size_opt);
+        size_opt = (mk->b.m.unet->cfg.sample_size > 0 ? (long)mk->b.m.unet->cfg.sample_size * f : 64) * sc;
+    if (size_opt % (f * sc))
+        return kn_cli_error("eval: --size must be a multiple of %d (the VAE factor x the SR scale), got %ld", f * sc,
+                            size_opt);
+    if (mk->frames % ft || mk->fps % ft)
+        return kn_cli_error("eval: --frames %d and --fps %d must be multiples of the cascade's frame factor %d",
+                            mk->frames, mk->fps, ft);
     mk->size = (int)size_opt;
     kn_t2v_params *p = &mk->par;
     *p = kn_t2v_params_default();
     p->steps = (int)steps;
     p->guidance_scale = (float)guidance;
-    p->frames = mk->frames;
-    p->height = p->width = mk->size;
+    p->frames = mk->frames / ft;
+    p->height = p->width = mk->size / sc;
+    p->fps = (float)mk->fps / ft; /* the base's rate: its fps conditioning when it has one */
+    mk->C = mk->b.m.unet->cfg.in_channels;
+    mk->base_f = p->frames;
+    mk->base_h = p->height / f;
     size_t est = kn_t2v_estimate_bytes(&mk->b.m, p), avail = kn_mem_available();
     if (avail && est > avail)
         return kn_cli_error("eval: one clip needs about %.0f MiB but %.0f MiB are available; lower --frames or --size",
@@ -257,6 +297,9 @@ static int maker_load(clip_maker *mk, const char *model, const char *sched, doub
     mk->ids = malloc((size_t)(2 * mk->L) * sizeof(int32_t));
     mk->emb = malloc((size_t)(2 * mk->L * mk->D) * sizeof(float));
     mk->video = malloc((size_t)3 * mk->frames * mk->size * mk->size * sizeof(float));
+    mk->lat = malloc((size_t)mk->C * mk->frames * (mk->size / f) * (mk->size / f) * sizeof(float));
+    if (!mk->lat)
+        return kn_cli_error("eval: out of memory");
     /* the arena reserves address space; pages are touched only as far as a run goes */
     size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     mk->A = kn_arena_new(phys > ((size_t)1 << 30) ? phys : ((size_t)1 << 30));
@@ -691,7 +734,8 @@ static int cmd_eval(int argc, char **argv) {
         if (!strcmp(argv[i], "--stage") || !strncmp(argv[i], "--stage=", 8))
             return eval_stage(argc, argv);
     const char *model = NULL, *split_name = "all", *json_path = NULL, *save_dir = NULL, *sched = NULL, *neg = "";
-    long n = 20, seeds = 1, steps = 25, frames = 0, size = 0, fps = 8, threads = 0;
+    long n = 20, seeds = 1, steps = 25, frames = 0, size = 0, fps = 0, threads = 0;
+    int no_cascade = 0;
     uint64_t caption_seed = EVAL_DEFAULT_CAPTION_SEED;
     double guidance = 9.0;
     int reference = 0;
@@ -712,6 +756,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
         {"--json", NULL, KN_OPT_STR, &json_path},
         {"--save-dir", NULL, KN_OPT_STR, &save_dir},
+        {"--no-cascade", NULL, KN_OPT_FLAG, &no_cascade},
     };
     const char *pos[1];
     int npos = 0;
@@ -722,7 +767,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (!r)
         return 2;
-    if (KN_SHAPES_NATIVE_FPS % fps)
+    if (fps && KN_SHAPES_NATIVE_FPS % fps)
         return kn_cli_error("eval: --fps %ld must divide 16 (16, 8, 4, 2, 1)", fps);
     if (reference && model)
         return kn_cli_error("eval: give --model DIR or --reference, not both");
@@ -735,12 +780,15 @@ static int cmd_eval(int argc, char **argv) {
             return kn_cli_error("eval: --split: unknown split '%s' (random, heldout, two or all)", split_name);
         split_lo = (int)s, split_hi = (int)s + 1;
     }
-    if (!frames)
+    if (reference && !fps)
+        fps = 8;
+    if (reference && !frames)
         frames = 2 * fps; /* two seconds, as the native 32 frames at 16 fps */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     kn_set_threads(threads > 0 ? (int)threads : (int)(ncpu > 0 ? ncpu : 1));
 
-    clip_maker mk = {.reference = reference, .frames = (int)frames, .fps = (int)fps, .negative = neg};
+    clip_maker mk = {.reference = reference, .frames = (int)frames, .fps = (int)fps, .negative = neg,
+                     .no_cascade = no_cascade};
     int rc = 1;
     uint8_t *rgb = NULL, *ref_rgb = NULL;
     cJSON *js = NULL, *jclips = NULL;
