@@ -184,6 +184,8 @@ static void usage(FILE *f) {
                "                     diffusers folder): its vae, text_encoder, unet (tsr, ssr) weights by name;\n"
                "                     temporal layers it lacks keep their identity init; the VAE stage is\n"
                "                     skipped and its scaling factor kept\n"
+               "  --bf16             matrix products in bf16 with f32 accumulation (AVX512-BF16); weights,\n"
+               "                     gradients and optimiser state stay f32 (recipe key \"bf16\": true)\n"
                "  --freeze-spatial   train only the UNet's temporal layers; spatial weights and the text\n"
                "                     encoder stay as loaded (CogVideo; recipe key \"freeze_spatial\": true)\n"
                "  --batch N          clips per step and per rank (default: the recipe's)\n"
@@ -206,7 +208,7 @@ static int cmd_train(int argc, char **argv) {
     const char *init_dir = NULL;
     long steps = -1, threads = 0, save_every = 50, batch = 0;
     uint64_t seed = 0;
-    int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0, freeze_spatial = 0;
+    int have_seed = 0, quiet = 0, resume = 0, export_only = 0, checkpointing = 0, freeze_spatial = 0, bf16 = 0;
     const char *seed_s = NULL;
     const kn_cli_opt opts[] = {
         {"--recipe", "-r", KN_OPT_STR, &recipe},
@@ -227,6 +229,7 @@ static int cmd_train(int argc, char **argv) {
         {"--until", NULL, KN_OPT_STR, &until_s},
         {"--init", NULL, KN_OPT_STR, &init_dir},
         {"--freeze-spatial", NULL, KN_OPT_FLAG, &freeze_spatial},
+        {"--bf16", NULL, KN_OPT_FLAG, &bf16},
     };
     const char *pos[1];
     int npos;
@@ -295,6 +298,8 @@ static int cmd_train(int argc, char **argv) {
     rc.unet_opts.checkpointing = rc.tsr_opts.checkpointing = rc.ssr_opts.checkpointing = checkpointing;
     if (freeze_spatial)
         rc.unet_opts.freeze_spatial = 1;
+    if (bf16)
+        rc.vae_opts.bf16 = rc.unet_opts.bf16 = rc.tsr_opts.bf16 = rc.ssr_opts.bf16 = 1;
     kn_dtype edt = KN_F32;
     if (!strcmp(export_dtype, "f16")) edt = KN_F16;
     else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;
@@ -443,6 +448,8 @@ static int cmd_train(int argc, char **argv) {
     }
     if (rc.unet_opts.freeze_spatial)
         snprintf(initcfg + strlen(initcfg), sizeof initcfg - strlen(initcfg), ", \"freeze_spatial\": 1");
+    if (rc.unet_opts.bf16)
+        snprintf(initcfg + strlen(initcfg), sizeof initcfg - strlen(initcfg), ", \"bf16\": 1");
     if (tsr)
         snprintf(srcfg, sizeof srcfg, ", \"tsr_steps\": %lld, \"ssr_steps\": %lld, \"tsr_seed\": %llu, \"ssr_seed\": %llu",
                  (long long)rc.tsr_opts.steps, (long long)rc.ssr_opts.steps, (unsigned long long)rc.tsr_opts.seed,

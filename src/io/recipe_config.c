@@ -8,7 +8,7 @@
 static const char *known[] = {"base", "size", "frames", "fps", "batch", "vae_channels", "vae_steps", "vae_lr",
                               "text_width", "text_layers", "text_heads", "unet_channels", "unet_layers_per_block",
                               "unet_head_dim", "unet_groups", "unet_steps", "unet_lr", "objective", "min_snr_gamma",
-                              "cond_dropout", "ema_decay", "freeze_spatial", NULL};
+                              "cond_dropout", "ema_decay", "freeze_spatial", "bf16", "image_steps", "image_batch", NULL};
 
 kn_status kn_recipe_load(const char *path, kn_recipe *r) {
     kn_config *c = kn_config_load(path);
@@ -81,7 +81,11 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         int64_t s = r->unet_opts.steps;
         INT("unet_steps", s, 1, 100000000);
         r->unet_opts.steps = s;
+        int64_t is = r->unet_opts.image_steps;
+        INT("image_steps", is, 0, 100000000);
+        r->unet_opts.image_steps = is;
     }
+    INT("image_batch", r->unet_opts.image_batch, 0, 4096);
     F64("unet_lr", r->unet_opts.lr, 1e-8, 1.0);
     F64("min_snr_gamma", r->unet_opts.min_snr_gamma, 0, 1e6);
     F64("cond_dropout", r->unet_opts.cond_dropout, 0, 1);
@@ -92,6 +96,9 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         int fz = 0;
         if ((st = kn_config_bool(c, "freeze_spatial", r->unet_opts.freeze_spatial, &fz)) != KN_OK) goto done;
         r->unet_opts.freeze_spatial = fz;
+        int bf = 0;
+        if ((st = kn_config_bool(c, "bf16", 0, &bf)) != KN_OK) goto done;
+        r->vae_opts.bf16 = r->unet_opts.bf16 = r->tsr_opts.bf16 = r->ssr_opts.bf16 = bf;
     }
     if ((st = kn_config_str(c, "objective", NULL, &obj)) != KN_OK) goto done;
     if (obj) {

@@ -6,7 +6,8 @@
  *    "text_width": 64, "text_layers": 2, "text_heads": 4,
  *    "unet_channels": [64, 96, 96], "unet_layers_per_block": 1, "unet_head_dim": 16,
  *    "unet_groups": 16, "unet_steps": 1500, "unet_lr": 5e-4, "objective": "eps",
- *    "min_snr_gamma": 5, "cond_dropout": 0.1, "ema_decay": 0.995, "freeze_spatial": false}
+ *    "min_snr_gamma": 5, "cond_dropout": 0.1, "ema_decay": 0.995, "freeze_spatial": false,
+ *    "image_steps": 0, "image_batch": 0, "bf16": false}
  *
  * "freeze_spatial": true trains only the UNet's temporal layers (CogVideo; kn_train_opts), the
  * usual companion of `kinema train --init DIR` (start from a trained image or video model).

@@ -13,6 +13,8 @@
  *   - d->is_image (joint image-video batches) is honoured by the spatial stage only. */
 #include "train/cascade.h"
 
+#include "ops/gemm_lowp.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -173,6 +175,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
         return kn_fail(KN_ERR_NOMEM, "train_sr: out of memory for the tape");
     }
     kn_status st = KN_OK;
+    int prev_bf16 = kn_set_compute_bf16(o->bf16);
     for (; s->step < o->steps && st == KN_OK; s->step++) {
         int64_t step = s->step;
         kn_arena_reset(A, 0);
@@ -346,6 +349,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             break;
         }
     }
+    kn_set_compute_bf16(prev_bf16);
     kn_tape_free(tape);
     kn_sched_free(&sc);
     return st;

@@ -167,6 +167,7 @@ static void shapes_mav(kn_recipe *r) {
                "interpolation x2 x2, spatial-only SR x2";
     r->unet.fps_cond = 1;
     r->unet_opts.image_steps = 300;
+    r->unet_opts.image_batch = 16;
     r->ssr.spatial_only = 1;
     r->ssr_data.frames = 1;
     r->ssr_data.batch = 4;
@@ -208,6 +209,7 @@ static void smoke_cascade(kn_recipe *r) {
     r->unet_opts = s.unet_opts;
     r->unet_opts.steps = 40;
     r->unet_opts.image_steps = 10;
+    r->unet_opts.image_batch = 4;
     r->data = (kn_train_data){.size = 32, .frames = 4, .fps = 4, .batch = 2, .vae_frames = 4, .nfps = 2,
                               .fps_choices = {4, 8}};
     static const int c[2] = {16, 32}, a[2] = {1, 0};

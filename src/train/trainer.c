@@ -3,6 +3,8 @@
  * (seed, step), so a resumed run draws exactly what the uninterrupted run would. */
 #include "train/trainer.h"
 
+#include "ops/gemm_lowp.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -114,6 +116,7 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
     if (!tape)
         return KN_ERR_NOMEM;
     kn_status st = KN_OK;
+    int prev_bf16 = kn_set_compute_bf16(o->bf16);
     for (; s->step < o->steps && st == KN_OK; s->step++) {
         kn_arena_reset(A, 0);
         kn_tape_clear(tape);
@@ -175,6 +178,7 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
             break;
         }
     }
+    kn_set_compute_bf16(prev_bf16);
     kn_tape_free(tape);
     return st;
 }
@@ -225,10 +229,9 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         KN_TRY(kn_adamw_freeze(&s_unet->opt, spatial_param, NULL, NULL));
     kn_scheduler sc;
     KN_TRY(kn_sched_init(&sc, sched, KN_SCHED_DDPM));
-    int64_t B = d->batch, T = d->frames, S = d->size, HW = S * S;
+    int64_t T0 = d->frames, S = d->size, HW = S * S;
     int64_t C = unet->cfg.in_channels, f = (int64_t)1 << (vae->cfg.nblocks - 1), h = S / f, w = S / f;
     int64_t L = text->cfg.max_position_embeddings < 77 ? text->cfg.max_position_embeddings : 77;
-    int64_t nl = C * T * h * w;
     float scale = vae->cfg.scaling_factor;
     kn_shapes_render_params rp = {d->size, d->frames, d->fps};
     kn_tape *tape = kn_tape_new();
@@ -241,18 +244,22 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             if (!kn_unet3d_temporal_param(unet->P.items[i]->name))
                 unet->P.items[i]->var.requires_grad = 0;
     kn_status st = KN_OK;
+    int prev_bf16 = kn_set_compute_bf16(o->bf16); /* (the frozen VAE's data encode too) */
     kn_train_data dd = *d; /* images_only follows the step */
     d = &dd;
     for (; s_unet->step < o->steps && st == KN_OK; s_unet->step++, s_text->step = s_unet->step) {
         int64_t step = s_unet->step;
         dd.images_only = step < o->image_steps && !dd.source;
+        /* the image phase trains single frames (T = 1), o->image_batch of them per step */
+        const int64_t B = dd.images_only && o->image_batch > 0 ? o->image_batch : d->batch;
+        const int64_t T = dd.images_only ? 1 : T0, nl = C * T * h * w;
         kn_arena_reset(A, 0);
         kn_tape_clear(tape);
         kn_params_zero_grads(&unet->P);
         kn_params_zero_grads(&text->P);
         /* data: clips -> latents (frozen VAE, no tape), captions -> ids */
         uint8_t *rgb = kn_arena_alloc(A, kn_shapes_clip_bytes(&rp));
-        float *clip = kn_arena_alloc(A, (size_t)(3 * T * HW) * sizeof(float));
+        float *clip = kn_arena_alloc(A, (size_t)(3 * T0 * HW) * sizeof(float));
         float *x0 = kn_arena_alloc(A, (size_t)(B * nl) * sizeof(float));
         int32_t *ids = kn_arena_alloc(A, (size_t)(B * L) * sizeof(int32_t));
         if (!rgb || !clip || !x0 || !ids) {
@@ -277,7 +284,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             }
             for (int64_t t = 0; t < T; t++)
                 for (int ch = 0; ch < 3; ch++)
-                    memcpy((float *)x->v.data + (t * 3 + ch) * HW, clip + (ch * T + t) * HW, (size_t)HW * sizeof(float));
+                    memcpy((float *)x->v.data + (t * 3 + ch) * HW, clip + (ch * T0 + t) * HW, (size_t)HW * sizeof(float));
             kn_var *mean = NULL, *logvar = NULL;
             if ((st = kn_vae_encode(&c, vae, x, &mean, &logvar, NULL, NULL)) != KN_OK)
                 break;
@@ -368,6 +375,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             break;
         }
     }
+    kn_set_compute_bf16(prev_bf16);
     if (o->freeze_spatial)
         for (int i = 0; i < unet->P.n; i++)
             unet->P.items[i]->var.requires_grad = unet->P.grad_block != NULL;

@@ -70,6 +70,9 @@ typedef struct kn_train_opts {
      * masked: a text-to-image model, which the following video steps inflate (Make-A-Video; with
      * identity-initialised temporal layers the inflated model starts as the image model) */
     int64_t image_steps;
+    int image_batch; /* images per step in that phase (each a single frame; 0: the clip batch) */
+    int bf16;        /* matrix products of forward and backward in bf16 with f32 accumulation
+                      * (AVX512-BF16); weights, gradients and optimiser state stay f32 */
     kn_grad_sync_fn grad_sync;
     void *grad_sync_user;
     /* UNet stage (CogVideo): train only the temporal layers. Every UNet parameter for which
