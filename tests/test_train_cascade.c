@@ -3,6 +3,7 @@
  * model bytes as the straight run, and the exported folder holds the SR stages. */
 #include "kt.h"
 
+#include <math.h>
 #include <string.h>
 
 KT_TEST(train_cascade_until_and_resume_equal_straight_run) {
@@ -30,4 +31,29 @@ KT_TEST(train_cascade_until_and_resume_equal_straight_run) {
     /* a bad --until is one line */
     rc = kt_run(out, sizeof out, "%s train %s --out '%s/c' --until nope", kt_bin(), opts, d);
     KT_CHECK(rc != 0 && strstr(out, "--until"));
+}
+
+/* --bf16: the same run in mixed precision is close to the f32 run but not the same bits; its
+ * checkpoint remembers the option (resuming without it is refused). */
+KT_TEST(train_bf16_close_to_f32_and_recorded) {
+    static char out[1 << 14];
+    const char *d = kt_tmpdir();
+    int rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 6 --quiet --out '%s/f' --tokenizer '%s/clip' && "
+                    "%s train --recipe smoke --steps 6 --quiet --bf16 --out '%s/b' --tokenizer '%s/clip' && "
+                    "paste -d, '%s/f/log.csv' '%s/b/log.csv' | tail -n +2 | cut -d, -f3,7",
+                    kt_bin(), d, kt_fixtures(), kt_bin(), d, kt_fixtures(), d, d);
+    KT_CHECKF(rc == 0, "%s", out);
+    int rows = 0, same = 0, far = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        double a, b;
+        if (sscanf(line, "%lf,%lf", &a, &b) != 2)
+            continue;
+        rows++;
+        same += a == b;
+        far += fabs(a - b) > 0.05 * fabs(a) + 1e-3;
+    }
+    KT_CHECKF(rows >= 10 && same < rows && far == 0, "%d rows, %d equal, %d far apart", rows, same, far);
+    rc = kt_run(out, sizeof out, "%s train --recipe smoke --steps 6 --quiet --out '%s/b' --tokenizer '%s/clip' --resume",
+                kt_bin(), d, kt_fixtures());
+    KT_CHECK(rc != 0 && strstr(out, "another recipe or options"));
 }
