@@ -45,6 +45,7 @@ static void usage(FILE *f) {
             "      --no-cascade        a cascade model: stop after the base stage\n"
             "      --keep-stages DIR   a cascade model: also write every stage's video, DIR/0-base.mp4,\n"
             "                          DIR/1-tsr.mp4, ..., DIR/N-ssr.mp4\n"
+            "      --sr-steps N        a cascade model: denoising steps of each SR stage (default: the model's)\n"
             "      --clip-skip K       use the text encoder's K-th last layer (default 0)\n"
             "      --latents FILE      initial latents (safetensors, one (1,C,F,h,w) tensor) instead of noise\n"
             "      --latents-tensor T  the tensor to read from --latents (default \"latents\" or the first)\n"
@@ -181,6 +182,7 @@ static int cmd_generate(int argc, char **argv) {
     double guidance = 9.0, fps = 0, strength = 0.6;
     int karras = 0, no_cascade = 0;
     const char *keep_stages = NULL;
+    long sr_steps = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     const kn_cli_opt opts[] = {
         {"--prompt", "-p", KN_OPT_STR, &prompt},
@@ -211,6 +213,7 @@ static int cmd_generate(int argc, char **argv) {
         {"--threads", "-t", KN_OPT_INT, &threads, 1, 256},
         {"--no-cascade", NULL, KN_OPT_FLAG, &no_cascade},
         {"--keep-stages", NULL, KN_OPT_STR, &keep_stages},
+        {"--sr-steps", NULL, KN_OPT_INT, &sr_steps, 1, KN_SCHED_MAX_STEPS},
         {"--weights-type", NULL, KN_OPT_STR, &wtype_s},
     };
     const char *pos[1];
@@ -275,6 +278,13 @@ static int cmd_generate(int argc, char **argv) {
         kn_cli_error("generate: --vae %s decodes only a single stage; add --no-cascade to this cascade model", vae_kind);
         goto done;
     }
+    if (sr_steps > 0 && !casc) {
+        kn_cli_error("generate: --sr-steps needs a cascade run (%s)",
+                     no_cascade ? "--no-cascade was given" : "this model has no tsr/ or ssr/ stage");
+        goto done;
+    }
+    if (sr_steps > 0)
+        b.cascade.tsr_steps = b.cascade.ssr_steps = (int)sr_steps;
     if (keep_stages && !casc) {
         kn_cli_error("generate: --keep-stages needs a cascade run (%s)",
                      no_cascade ? "--no-cascade was given" : "this model has no tsr/ or ssr/ stage");
