@@ -21,40 +21,10 @@
 /* stream ids mixed into the seed, one per kind of draw (the first six as in trainer.c) */
 enum { S_CAPTION = 1, S_CLIP, S_FRAME, S_TIME, S_NOISE, S_DROP, S_FPS, S_MASK, S_AUG, S_AUG_NOISE };
 
-static uint64_t mix(uint64_t seed, uint64_t kind, uint64_t step) {
-    uint64_t x = seed ^ (kind * 0x9E3779B97F4A7C15ULL) ^ (step * 0xBF58476D1CE4E5B9ULL);
-    x ^= x >> 31;
-    x *= 0x94D049BB133111EBULL;
-    return x ^ (x >> 29);
-}
-
-static float uniform(uint64_t seed, uint64_t i) {
-    float u;
-    kn_rand_fill(&u, 1, seed, i);
-    return u;
-}
-
 /* floor(u * n) clamped to [0, n) for a uniform draw u */
 static int pick(float u, int n) {
     int k = (int)(u * (float)n);
     return k < 0 ? 0 : k >= n ? n - 1 : k;
-}
-
-static uint64_t sample_index(const kn_train_opts *o, int64_t step, int64_t batch, int64_t b) {
-    int world = o->world > 0 ? o->world : 1;
-    return ((uint64_t)step * (uint64_t)world + (uint64_t)o->rank) * (uint64_t)batch + (uint64_t)b;
-}
-
-static kn_status opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
-    kn_lr_schedule ls = {o->lr, o->lr_min, o->warmup, o->steps};
-    if (o->grad_sync)
-        KN_TRY(o->grad_sync(P, o->grad_sync_user));
-    if (o->grad_clip > 0)
-        kn_clip_grad_norm(P, o->grad_clip);
-    KN_TRY(kn_adamw_step(&s->opt, kn_lr_at(&ls, s->step)));
-    if (s->have_ema)
-        kn_ema_update(&s->ema);
-    return KN_OK;
 }
 
 static int valid_fps(int fps) { return fps == 1 || fps == 2 || fps == 4 || fps == 8 || fps == 16; }
@@ -196,9 +166,9 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
         size_t data_mark = kn_arena_mark(A);
         /* data: clip -> latents x0 and cond, caption -> ids (frozen VAE, no tape) */
         for (int64_t b = 0; b < B && st == KN_OK; b++) {
-            uint64_t idx = sample_index(o, step, B, b);
+            uint64_t idx = kn_train_sample_index(o, step, B, b);
             char caption[512];
-            int fps = temporal ? so->fps[pick(uniform(mix(o->seed, S_FPS, 0), idx), so->nfps)] : d->fps;
+            int fps = temporal ? so->fps[pick(kn_train_uniform(kn_train_mix(o->seed, S_FPS, 0), idx), so->nfps)] : d->fps;
             if (d->source) {
                 st = d->source(idx, clip, caption, sizeof caption, d->source_user);
                 if (temporal && d->fps > 0)
@@ -206,9 +176,9 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             } else {
                 kn_shapes_caption cap;
                 kn_shapes_render_params rp = {d->size, d->frames, temporal ? fps : d->fps};
-                if ((st = kn_shapes_sample(KN_SPLIT_RANDOM, mix(o->seed, S_CAPTION, 0), idx, &cap)) == KN_OK &&
+                if ((st = kn_shapes_sample(KN_SPLIT_RANDOM, kn_train_mix(o->seed, S_CAPTION, 0), idx, &cap)) == KN_OK &&
                     (st = kn_shapes_format(&cap, caption, sizeof caption)) == KN_OK &&
-                    (st = kn_shapes_render(&cap, mix(o->seed, S_CLIP, idx), &rp, rgb, NULL)) == KN_OK)
+                    (st = kn_shapes_render(&cap, kn_train_mix(o->seed, S_CLIP, idx), &rp, rgb, NULL)) == KN_OK)
                     for (int64_t t = 0; t < T; t++)
                         for (int64_t k = 0; k < HW; k++)
                             for (int ch = 0; ch < 3; ch++)
@@ -217,7 +187,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             if (st != KN_OK)
                 break;
             fpsv[b] = (float)fps;
-            int drop = uniform(mix(o->seed, S_DROP, 0), idx) < o->cond_dropout;
+            int drop = kn_train_uniform(kn_train_mix(o->seed, S_DROP, 0), idx) < o->cond_dropout;
             if ((st = tok(drop ? "" : caption, ids + b * L, (int)L, tok_user)) != KN_OK)
                 break;
             kn_tensor x;
@@ -232,8 +202,8 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             int64_t thw = T * h * w, fhw = h * w;
             if (temporal) {
                 /* mask: interpolation by k (t % k == 0) or extrapolation (first half known) */
-                int extrap = uniform(mix(o->seed, S_MASK, 0), 2 * idx) < so->p_extrapolate;
-                int k = extrap ? 0 : so->skips[pick(uniform(mix(o->seed, S_MASK, 0), 2 * idx + 1), so->nskips)];
+                int extrap = kn_train_uniform(kn_train_mix(o->seed, S_MASK, 0), 2 * idx) < so->p_extrapolate;
+                int k = extrap ? 0 : so->skips[pick(kn_train_uniform(kn_train_mix(o->seed, S_MASK, 0), 2 * idx + 1), so->nskips)];
                 for (int64_t t = 0; t < T; t++) {
                     float m = extrap ? (float)(t < T / 2) : (float)(t % k == 0);
                     for (int64_t ch = 0; ch < C; ch++)
@@ -252,7 +222,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             augv[b] = 0;
             if (so->noise_aug_max > 0) {
                 /* conditioning augmentation of the latent channels: level s ~ U[0, max) */
-                int lev = pick(uniform(mix(o->seed, S_AUG, 0), idx), so->noise_aug_max);
+                int lev = pick(kn_train_uniform(kn_train_mix(o->seed, S_AUG, 0), idx), so->noise_aug_max);
                 augv[b] = (float)lev;
                 float ac = sc.alphas_cumprod[lev], sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
                 float *n = kn_arena_alloc(A, (size_t)(C * thw) * sizeof(float));
@@ -260,7 +230,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
                     st = KN_ERR_NOMEM;
                     break;
                 }
-                kn_randn_fill(n, C * thw, mix(o->seed, S_AUG_NOISE, 0), idx * (uint64_t)(C * thw));
+                kn_randn_fill(n, C * thw, kn_train_mix(o->seed, S_AUG_NOISE, 0), idx * (uint64_t)(C * thw));
                 for (int64_t ch = 0; ch < C; ch++)
                     for (int64_t j = 0; j < thw; j++) {
                         float v = sa * cb[ch * thw + j] + sb * n[ch * thw + j];
@@ -295,22 +265,14 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
         emb->requires_grad = 0;
         cv->requires_grad = 0;
         for (int64_t b = 0; b < B; b++)
-            kn_randn_fill(eps + b * nl, nl, mix(o->seed, S_NOISE, 0), sample_index(o, step, B, b) * (uint64_t)nl);
+            kn_randn_fill(eps + b * nl, nl, kn_train_mix(o->seed, S_NOISE, 0),
+                          kn_train_sample_index(o, step, B, b) * (uint64_t)nl);
         for (int64_t b = 0; b < B; b++) {
-            int t = pick(uniform(mix(o->seed, S_TIME, 0), sample_index(o, step, B, b)), sched->num_train_timesteps);
+            float u = kn_train_uniform(kn_train_mix(o->seed, S_TIME, 0), kn_train_sample_index(o, step, B, b));
+            int t = pick(u, sched->num_train_timesteps);
             tsf[b] = (float)t;
-            float ac = sc.alphas_cumprod[t], sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
-            double snr = ac / (1.0 - ac), wgt = 1.0;
-            for (int64_t j = 0; j < nl; j++) {
-                float ee = eps[b * nl + j], z = x0[b * nl + j];
-                ((float *)xt->v.data)[b * nl + j] = sa * z + sb * ee;
-                target[b * nl + j] = o->objective == KN_PRED_EPS ? ee : o->objective == KN_PRED_V ? sa * ee - sb * z : z;
-            }
-            if (o->min_snr_gamma > 0) {
-                double m = snr < o->min_snr_gamma ? snr : o->min_snr_gamma;
-                wgt = o->objective == KN_PRED_EPS ? m / snr : o->objective == KN_PRED_V ? m / (snr + 1) : m;
-            }
-            wts[b] = (float)wgt;
+            wts[b] = kn_train_noise(&sc, t, o, x0 + b * nl, eps + b * nl, nl, (float *)xt->v.data + b * nl,
+                                    target + b * nl);
         }
         /* joint image-video training (spatial stage only): temporal layers off for image samples */
         int *img = kn_arena_alloc(A, (size_t)B * sizeof(int));
@@ -320,7 +282,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             break;
         }
         for (int64_t b = 0; b < B; b++) {
-            img[b] = !temporal && d->is_image ? d->is_image(sample_index(o, step, B, b), d->source_user) : 0;
+            img[b] = !temporal && d->is_image ? d->is_image(kn_train_sample_index(o, step, B, b), d->source_user) : 0;
             any_img |= img[b];
         }
         kn_unet3d_cond uc = {0};
@@ -338,7 +300,7 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
             (st = kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g)) != KN_OK ||
             (st = kn_backward(&c, pred, 1.0f)) != KN_OK)
             break;
-        if ((st = opt_step(s, &sr->P, o)) != KN_OK)
+        if ((st = kn_train_opt_step(s, &sr->P, o)) != KN_OK)
             break;
         if (!isfinite(loss)) {
             st = kn_fail(KN_ERR_INTERNAL, "%s training diverged at step %lld (loss %g)", stage, (long long)step, loss);

@@ -11,17 +11,33 @@
 /* stream ids mixed into the seed, one per kind of draw */
 enum { S_CAPTION = 1, S_CLIP, S_FRAME, S_TIME, S_NOISE, S_DROP, S_FPS, S_IMAGE };
 
-static uint64_t mix(uint64_t seed, uint64_t kind, uint64_t step) {
+uint64_t kn_train_mix(uint64_t seed, uint64_t kind, uint64_t step) {
     uint64_t x = seed ^ (kind * 0x9E3779B97F4A7C15ULL) ^ (step * 0xBF58476D1CE4E5B9ULL);
     x ^= x >> 31;
     x *= 0x94D049BB133111EBULL;
     return x ^ (x >> 29);
 }
 
-static float uniform(uint64_t seed, uint64_t i) {
+float kn_train_uniform(uint64_t seed, uint64_t i) {
     float u;
     kn_rand_fill(&u, 1, seed, i);
     return u;
+}
+
+float kn_train_noise(const kn_scheduler *sc, int t, const kn_train_opts *o, const float *x0, const float *eps,
+                     int64_t n, float *xt, float *target) {
+    float ac = sc->alphas_cumprod[t], sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
+    double snr = ac / (1.0 - ac), wgt = 1.0;
+    for (int64_t j = 0; j < n; j++) {
+        float e = eps[j], z = x0[j];
+        xt[j] = sa * z + sb * e;
+        target[j] = o->objective == KN_PRED_EPS ? e : o->objective == KN_PRED_V ? sa * e - sb * z : z;
+    }
+    if (o->min_snr_gamma > 0) {
+        double m = snr < o->min_snr_gamma ? snr : o->min_snr_gamma;
+        wgt = o->objective == KN_PRED_EPS ? m / snr : o->objective == KN_PRED_V ? m / (snr + 1) : m;
+    }
+    return (float)wgt;
 }
 
 kn_status kn_stage_state_init(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
@@ -51,7 +67,7 @@ void kn_stage_state_free(kn_stage_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-static kn_status opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
+kn_status kn_train_opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
     kn_lr_schedule ls = {o->lr, o->lr_min, o->warmup, o->steps};
     if (o->grad_sync)
         KN_TRY(o->grad_sync(P, o->grad_sync_user));
@@ -64,8 +80,7 @@ static kn_status opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *
     return KN_OK;
 }
 
-/* Index of sample b of this rank at a step. */
-static uint64_t sample_index(const kn_train_opts *o, int64_t step, int batch, int b) {
+uint64_t kn_train_sample_index(const kn_train_opts *o, int64_t step, int64_t batch, int64_t b) {
     int world = o->world > 0 ? o->world : 1;
     return ((uint64_t)step * (uint64_t)world + (uint64_t)o->rank) * (uint64_t)batch + (uint64_t)b;
 }
@@ -74,7 +89,7 @@ static uint64_t sample_index(const kn_train_opts *o, int64_t step, int batch, in
 static int clip_fps(const kn_train_data *d, uint64_t seed, uint64_t index) {
     if (d->source || d->nfps <= 0)
         return d->fps;
-    int k = (int)(uniform(mix(seed, S_FPS, 0), index) * d->nfps);
+    int k = (int)(kn_train_uniform(kn_train_mix(seed, S_FPS, 0), index) * d->nfps);
     return d->fps_choices[k < d->nfps ? k : d->nfps - 1];
 }
 
@@ -83,7 +98,7 @@ static int clip_fps(const kn_train_data *d, uint64_t seed, uint64_t index) {
 static int clip_is_image(const kn_train_data *d, uint64_t seed, uint64_t index) {
     if (d->source)
         return d->is_image ? d->is_image(index, d->source_user) : 0;
-    return d->images_only || (d->image_fraction > 0 && uniform(mix(seed, S_IMAGE, 0), index) < d->image_fraction);
+    return d->images_only || (d->image_fraction > 0 && kn_train_uniform(kn_train_mix(seed, S_IMAGE, 0), index) < d->image_fraction);
 }
 
 /* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. An image
@@ -93,12 +108,12 @@ static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index
     if (d->source)
         return d->source(index, out, caption, cap, d->source_user);
     kn_shapes_caption c;
-    KN_TRY(kn_shapes_sample(KN_SPLIT_RANDOM, mix(seed, S_CAPTION, 0), index, &c));
+    KN_TRY(kn_shapes_sample(KN_SPLIT_RANDOM, kn_train_mix(seed, S_CAPTION, 0), index, &c));
     KN_TRY(kn_shapes_format(&c, caption, cap));
     kn_shapes_render_params rp = {d->size, d->frames, clip_fps(d, seed, index)};
-    KN_TRY(kn_shapes_render(&c, mix(seed, S_CLIP, index), &rp, rgb, NULL));
+    KN_TRY(kn_shapes_render(&c, kn_train_mix(seed, S_CLIP, index), &rp, rgb, NULL));
     int64_t T = d->frames, HW = (int64_t)d->size * d->size;
-    int still = clip_is_image(d, seed, index) ? (int)(uniform(mix(seed, S_IMAGE, 1), index) * T) : -1;
+    int still = clip_is_image(d, seed, index) ? (int)(kn_train_uniform(kn_train_mix(seed, S_IMAGE, 1), index) * T) : -1;
     if (still >= T)
         still = (int)T - 1;
     for (int64_t t = 0; t < T; t++)
@@ -132,9 +147,11 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
         }
         for (int b = 0; b < d->batch && st == KN_OK; b++) {
             char cap[512];
-            st = draw_clip(d, o->seed, sample_index(o, s->step, d->batch, b), cap, sizeof cap, rgb, clip);
+            uint64_t si = kn_train_sample_index(o, s->step, d->batch, b);
+            st = draw_clip(d, o->seed, si, cap, sizeof cap, rgb, clip);
             for (int j = 0; j < d->vae_frames && st == KN_OK; j++) {
-                int64_t t = (int64_t)(uniform(mix(o->seed, S_FRAME, 0), sample_index(o, s->step, d->batch, b) * (uint64_t)d->vae_frames + (uint64_t)j) * T);
+                uint64_t fi = si * (uint64_t)d->vae_frames + (uint64_t)j;
+                int64_t t = (int64_t)(kn_train_uniform(kn_train_mix(o->seed, S_FRAME, 0), fi) * T);
                 if (t >= T) t = T - 1;
                 for (int ch = 0; ch < 3; ch++)
                     memcpy((float *)x->v.data + ((b * d->vae_frames + j) * 3 + ch) * HW, clip + (ch * T + t) * HW,
@@ -167,7 +184,7 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
         double loss = rec + o->kl_weight * pen / nm;
         if ((st = kn_backward(&c, y, 1.0f)) != KN_OK)
             break;
-        if ((st = opt_step(s, &vae->P, o)) != KN_OK)
+        if ((st = kn_train_opt_step(s, &vae->P, o)) != KN_OK)
             break;
         if (!isfinite(loss)) {
             st = kn_fail(KN_ERR_INTERNAL, "vae training diverged at step %lld (loss %g)", (long long)s->step, loss);
@@ -269,10 +286,10 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         size_t data_mark = kn_arena_mark(A);
         for (int64_t b = 0; b < B && st == KN_OK; b++) {
             char text_buf[512];
-            if ((st = draw_clip(d, o->seed, sample_index(o, step, (int)B, (int)b), text_buf, sizeof text_buf, rgb,
-                                clip)) != KN_OK)
+            uint64_t si = kn_train_sample_index(o, step, B, b);
+            if ((st = draw_clip(d, o->seed, si, text_buf, sizeof text_buf, rgb, clip)) != KN_OK)
                 break;
-            int drop = uniform(mix(o->seed, S_DROP, 0), sample_index(o, step, (int)B, (int)b)) < o->cond_dropout;
+            int drop = kn_train_uniform(kn_train_mix(o->seed, S_DROP, 0), si) < o->cond_dropout;
             if ((st = tok(drop ? "" : text_buf, ids + b * L, (int)L, tok_user)) != KN_OK)
                 break;
             kn_ctx c;
@@ -306,7 +323,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         float *fps = kn_arena_alloc(A, (size_t)B * sizeof(float));
         int any_img = 0;
         for (int64_t b = 0; img && fps && b < B; b++) {
-            uint64_t si = sample_index(o, step, (int)B, (int)b);
+            uint64_t si = kn_train_sample_index(o, step, (int)B, (int)b);
             img[b] = clip_is_image(d, o->seed, si);
             fps[b] = (float)clip_fps(d, o->seed, si);
             any_img |= img[b];
@@ -320,23 +337,15 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             break;
         }
         for (int64_t b = 0; b < B; b++) /* noise of sample i is the stream's elements [i*nl, (i+1)*nl) */
-            kn_randn_fill(eps + b * nl, nl, mix(o->seed, S_NOISE, 0), sample_index(o, step, (int)B, (int)b) * (uint64_t)nl);
+            kn_randn_fill(eps + b * nl, nl, kn_train_mix(o->seed, S_NOISE, 0),
+                          kn_train_sample_index(o, step, B, b) * (uint64_t)nl);
         for (int64_t b = 0; b < B; b++) {
-            int t = (int)(uniform(mix(o->seed, S_TIME, 0), sample_index(o, step, (int)B, (int)b)) * sched->num_train_timesteps);
+            float u = kn_train_uniform(kn_train_mix(o->seed, S_TIME, 0), kn_train_sample_index(o, step, B, b));
+            int t = (int)(u * sched->num_train_timesteps);
             if (t >= sched->num_train_timesteps) t = sched->num_train_timesteps - 1;
             tsf[b] = (float)t;
-            float ac = sc.alphas_cumprod[t], sa = sqrtf(ac), sb = sqrtf(1.0f - ac);
-            double snr = ac / (1.0 - ac), wgt = 1.0;
-            for (int64_t j = 0; j < nl; j++) {
-                float e = eps[b * nl + j], z = x0[b * nl + j];
-                ((float *)xt->v.data)[b * nl + j] = sa * z + sb * e;
-                target[b * nl + j] = o->objective == KN_PRED_EPS ? e : o->objective == KN_PRED_V ? sa * e - sb * z : z;
-            }
-            if (o->min_snr_gamma > 0) {
-                double m = snr < o->min_snr_gamma ? snr : o->min_snr_gamma;
-                wgt = o->objective == KN_PRED_EPS ? m / snr : o->objective == KN_PRED_V ? m / (snr + 1) : m;
-            }
-            wts[b] = (float)wgt;
+            wts[b] = kn_train_noise(&sc, t, o, x0 + b * nl, eps + b * nl, nl, (float *)xt->v.data + b * nl,
+                                    target + b * nl);
         }
         kn_var *emb;
         if (o->freeze_spatial) { /* a frozen text encoder: its forward off the tape, a constant input */
@@ -362,8 +371,8 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
             (st = kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g)) != KN_OK ||
             (st = kn_backward(&c, pred, 1.0f)) != KN_OK)
             break;
-        if ((st = opt_step(s_unet, &unet->P, o)) != KN_OK ||
-            (!o->freeze_spatial && (st = opt_step(s_text, &text->P, o)) != KN_OK))
+        if ((st = kn_train_opt_step(s_unet, &unet->P, o)) != KN_OK ||
+            (!o->freeze_spatial && (st = kn_train_opt_step(s_text, &text->P, o)) != KN_OK))
             break;
         if (!isfinite(loss)) {
             st = kn_fail(KN_ERR_INTERNAL, "unet training diverged at step %lld (loss %g)", (long long)step, loss);

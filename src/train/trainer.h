@@ -96,6 +96,20 @@ typedef struct kn_stage_state {
 kn_status kn_stage_state_init(kn_stage_state *s, kn_params *P, const kn_train_opts *o);
 void kn_stage_state_free(kn_stage_state *s);
 
+/* Pieces the stage trainers share (trainer.c, cascade.c):
+ * a stream seed for draws of `kind` (S_* ids of each trainer) mixed from seed and step; */
+uint64_t kn_train_mix(uint64_t seed, uint64_t kind, uint64_t step);
+/* element i of the uniform Philox stream `seed`; */
+float kn_train_uniform(uint64_t seed, uint64_t i);
+/* the global index of sample b of this rank at a step (see kn_train_opts.rank / world); */
+uint64_t kn_train_sample_index(const kn_train_opts *o, int64_t step, int64_t batch, int64_t b);
+/* gradient sync, clipping, the AdamW step at the scheduled lr, the EMA update; */
+kn_status kn_train_opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts *o);
+/* the forward process for one sample of n values at timestep t: xt = sqrt(ac) x0 + sqrt(1-ac) eps,
+ * the objective's target (eps, v or x0); returns the min-SNR-gamma weight (1 when off). */
+float kn_train_noise(const kn_scheduler *sc, int t, const kn_train_opts *o, const float *x0, const float *eps,
+                     int64_t n, float *xt, float *target);
+
 /* Runs VAE steps [s->step, o->steps); A is scratch (reset every step). */
 kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
                        kn_train_progress_fn progress, void *user);
