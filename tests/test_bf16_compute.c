@@ -297,18 +297,7 @@ KT_TEST(bf16_default_mode_is_f32_gemm) {
 /* ------------------------------------------------------------ 4. a tiny UNet3D */
 
 static kn_unet3d_config tiny_cfg(void) {
-    kn_unet3d_config c = kn_unet3d_config_default();
-    c.nblocks = 2;
-    c.block_out_channels[0] = 8;
-    c.block_out_channels[1] = 16;
-    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    c.down_types[1] = KN_BLOCK_DOWN;
-    c.up_types[0] = KN_BLOCK_UP;
-    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
-    c.layers_per_block = 1;
-    c.norm_num_groups = 4;
-    c.attention_head_dim = 4;
-    c.cross_attention_dim = 8;
+    kn_unet3d_config c = kn_unet3d_config_small(2, (const int[]){8, 16}, (const int[]){1, 0}, 4, 4, 8);
     return c;
 }
 

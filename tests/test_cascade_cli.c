@@ -23,18 +23,7 @@
 #define TXT 8 /* text hidden size = cross_attention_dim */
 
 static kn_unet3d_config unet_cfg(int sample_size) {
-    kn_unet3d_config c = kn_unet3d_config_default();
-    c.nblocks = 2;
-    c.block_out_channels[0] = 8;
-    c.block_out_channels[1] = 16;
-    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    c.down_types[1] = KN_BLOCK_DOWN;
-    c.up_types[0] = KN_BLOCK_UP;
-    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
-    c.layers_per_block = 1;
-    c.norm_num_groups = 4;
-    c.attention_head_dim = 2;
-    c.cross_attention_dim = TXT;
+    kn_unet3d_config c = kn_unet3d_config_small(2, (const int[]){8, 16}, (const int[]){1, 0}, 2, 4, TXT);
     c.sample_size = sample_size;
     return c;
 }

@@ -15,19 +15,8 @@
 typedef enum { NET_TSR, NET_SSR_MAV, NET_SSR_IMAGEN, NET_TSR_AUG } net_kind;
 
 static kn_unet3d *tiny_net(net_kind k, uint64_t seed) {
-    kn_unet3d_config c = kn_unet3d_config_default();
+    kn_unet3d_config c = kn_unet3d_config_small(2, (const int[]){8, 16}, (const int[]){1, 0}, 4, 4, TD);
     c.in_channels = c.out_channels = TC;
-    c.nblocks = 2;
-    c.block_out_channels[0] = 8;
-    c.block_out_channels[1] = 16;
-    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    c.down_types[1] = KN_BLOCK_DOWN;
-    c.up_types[0] = KN_BLOCK_UP;
-    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
-    c.layers_per_block = 1;
-    c.norm_num_groups = 4;
-    c.attention_head_dim = 4;
-    c.cross_attention_dim = TD;
     if (k == NET_TSR || k == NET_TSR_AUG) {
         c.cond_channels = TC + 1;
         c.fps_cond = 1;

@@ -82,18 +82,7 @@ static void env_free(env *e) {
 }
 
 static kn_unet3d_config sr_config(kn_sr_kind kind, int noise_aug, int c0, int c1) {
-    kn_unet3d_config c = kn_unet3d_config_default();
-    c.nblocks = 2;
-    c.block_out_channels[0] = c0;
-    c.block_out_channels[1] = c1;
-    c.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    c.down_types[1] = KN_BLOCK_DOWN;
-    c.up_types[0] = KN_BLOCK_UP;
-    c.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
-    c.layers_per_block = 1;
-    c.norm_num_groups = 4;
-    c.attention_head_dim = 4;
-    c.cross_attention_dim = TXT_D;
+    kn_unet3d_config c = kn_unet3d_config_small(2, (const int[]){c0, c1}, (const int[]){1, 0}, 4, 4, TXT_D);
     c.in_channels = c.out_channels = 4;
     if (kind == KN_SR_TEMPORAL) {
         c.fps_cond = 1;

@@ -41,18 +41,8 @@ static double run(kn_unet3d *u, int ckpt, const int *is_image, float *grads, siz
 }
 
 KT_TEST(grad_checkpointing_same_gradients_less_memory) {
-    kn_unet3d_config cfg = kn_unet3d_config_default();
-    cfg.nblocks = 2;
-    cfg.block_out_channels[0] = 8;
-    cfg.block_out_channels[1] = 16;
-    cfg.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    cfg.down_types[1] = KN_BLOCK_DOWN;
-    cfg.up_types[0] = KN_BLOCK_UP;
-    cfg.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
+    kn_unet3d_config cfg = kn_unet3d_config_small(2, (const int[]){8, 16}, (const int[]){1, 0}, 4, 4, 12);
     cfg.layers_per_block = 2;
-    cfg.norm_num_groups = 4;
-    cfg.attention_head_dim = 4;
-    cfg.cross_attention_dim = 12;
     kn_unet3d *u = kn_unet3d_new(&cfg);
     KT_CHECK(u != NULL);
     if (!u) return;

@@ -33,6 +33,23 @@ kn_unet3d_config kn_unet3d_config_default(void) {
     return c;
 }
 
+kn_unet3d_config kn_unet3d_config_small(int n, const int *widths, const int *attn, int head_dim, int groups,
+                                        int cross_dim) {
+    kn_unet3d_config u = kn_unet3d_config_default();
+    u.nblocks = n;
+    for (int i = 0; i < n && i < KN_UNET_MAX_BLOCKS; i++) {
+        u.block_out_channels[i] = widths[i];
+        u.down_types[i] = attn[i] ? KN_BLOCK_CROSS_ATTN_DOWN : KN_BLOCK_DOWN;
+        u.up_types[n - 1 - i] = attn[i] ? KN_BLOCK_CROSS_ATTN_UP : KN_BLOCK_UP;
+    }
+    u.layers_per_block = 1;
+    u.norm_num_groups = groups;
+    u.attention_head_dim = head_dim;
+    u.cross_attention_dim = cross_dim;
+    u.in_channels = u.out_channels = 4;
+    return u;
+}
+
 static kn_status check_config(const kn_unet3d_config *c) {
     if (c->nblocks < 1 || c->nblocks > KN_UNET_MAX_BLOCKS)
         return kn_fail(KN_ERR_ARG, "unet3d: %d blocks (1..%d supported)", c->nblocks, KN_UNET_MAX_BLOCKS);

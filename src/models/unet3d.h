@@ -51,6 +51,12 @@ typedef struct kn_unet3d_config {
 /* diffusers' defaults (UNet3DConditionModel.__init__); cascade options off. */
 kn_unet3d_config kn_unet3d_config_default(void);
 
+/* A small model on those defaults (recipes, tests, benchmarks): n levels of widths[i], the down
+ * block of level i (and its mirror up block) with cross-attention when attn[i] != 0, one layer
+ * per block, norm groups, head dim and cross-attention width as given; 4 in/out channels. */
+kn_unet3d_config kn_unet3d_config_small(int n, const int *widths, const int *attn, int head_dim, int groups,
+                                        int cross_dim);
+
 typedef struct kn_unet_block {
     kn_block_type type;
     int nlayers, nattn;

@@ -33,19 +33,7 @@ static void smoke(kn_recipe *r) {
     t.hidden_act = KN_ACT_GELU;
     t.eos_token_id = 49407;
     r->text = t;
-    kn_unet3d_config u = kn_unet3d_config_default();
-    u.nblocks = 2;
-    u.block_out_channels[0] = 32;
-    u.block_out_channels[1] = 64;
-    u.down_types[0] = KN_BLOCK_CROSS_ATTN_DOWN;
-    u.down_types[1] = KN_BLOCK_DOWN;
-    u.up_types[0] = KN_BLOCK_UP;
-    u.up_types[1] = KN_BLOCK_CROSS_ATTN_UP;
-    u.layers_per_block = 1;
-    u.norm_num_groups = 8;
-    u.attention_head_dim = 8;
-    u.cross_attention_dim = 32;
-    u.in_channels = u.out_channels = 4;
+    kn_unet3d_config u = kn_unet3d_config_small(2, (const int[]){32, 64}, (const int[]){1, 0}, 8, 8, 32);
     u.sample_size = 16;
     r->unet = u;
     r->unet_opts = (kn_train_opts){.steps = 80, .lr = 1e-3, .lr_min = 1e-4, .weight_decay = 0.01, .grad_clip = 1.0,
@@ -90,23 +78,6 @@ static void tiny(kn_recipe *r) {
     r->unet_opts.ema_decay = 0.995;
 }
 
-/* A UNet3D of two or three levels: widths c[0..n), cross-attention on the levels attn[i]. */
-static kn_unet3d_config unet_levels(int n, const int *c, const int *attn, int head_dim, int groups, int cross) {
-    kn_unet3d_config u = kn_unet3d_config_default();
-    u.nblocks = n;
-    for (int i = 0; i < n; i++) {
-        u.block_out_channels[i] = c[i];
-        u.down_types[i] = attn[i] ? KN_BLOCK_CROSS_ATTN_DOWN : KN_BLOCK_DOWN;
-        u.up_types[n - 1 - i] = attn[i] ? KN_BLOCK_CROSS_ATTN_UP : KN_BLOCK_UP;
-    }
-    u.layers_per_block = 1;
-    u.norm_num_groups = groups;
-    u.attention_head_dim = head_dim;
-    u.cross_attention_dim = cross;
-    u.in_channels = u.out_channels = 4;
-    return u;
-}
-
 /* The cascade recipes share one plan (docs/design.md, "The cascade"):
  *   VAE f = 4 (64 px <-> 16x16x8 latents), trained on 64 px frames;
  *   base: 64 px, 8 frames; fps drawn from {4, 8} (8 frames at 4 fps = the 2 s of a clip);
@@ -132,7 +103,7 @@ static void cascade_common(kn_recipe *r) {
     r->unet_opts.steps = 1000;
     r->has_tsr = r->has_ssr = 1;
     static const int tc[2] = {48, 96}, ta[2] = {1, 0};
-    r->tsr = unet_levels(2, tc, ta, 16, 16, 64);
+    r->tsr = kn_unet3d_config_small(2, tc, ta, 16, 16, 64);
     r->tsr.in_channels = r->tsr.out_channels = 8;
     r->tsr.cond_channels = 9;
     r->tsr.fps_cond = 1;
@@ -145,7 +116,7 @@ static void cascade_common(kn_recipe *r) {
                              .p_extrapolate = 0.2f};
     r->tsr_data = (kn_train_data){.size = 64, .frames = 16, .fps = 16, .batch = 2};
     static const int sc[2] = {32, 64}, sa[2] = {0, 1};
-    r->ssr = unet_levels(2, sc, sa, 16, 16, 64);
+    r->ssr = kn_unet3d_config_small(2, sc, sa, 16, 16, 64);
     r->ssr.in_channels = r->ssr.out_channels = 8;
     r->ssr.cond_channels = 8;
     r->ssr_opts = r->tsr_opts;
@@ -213,7 +184,7 @@ static void smoke_cascade(kn_recipe *r) {
     r->data = (kn_train_data){.size = 32, .frames = 4, .fps = 4, .batch = 2, .vae_frames = 4, .nfps = 2,
                               .fps_choices = {4, 8}};
     static const int c[2] = {16, 32}, a[2] = {1, 0};
-    kn_unet3d_config t = unet_levels(2, c, a, 8, 8, 32);
+    kn_unet3d_config t = kn_unet3d_config_small(2, c, a, 8, 8, 32);
     int so = r->ssr.spatial_only;
     r->tsr = t;
     r->tsr.cond_channels = 5;
