@@ -50,7 +50,9 @@ KT_TEST(stage_eval_bilinear_equals_kn_resize_bilinear) {
     int64_t s3[4] = {N, 1, 3 * H, 3 * W};
     kn_tensor t3 = kn_tensor_view(KN_F32, 4, s3, r3);
     KT_OK(kn_resize_bilinear(NULL, &tx, 3 * H, 3 * W, &t3));
-    KT_CHECK(kt_max_abs_diff(y3, r3, N * 9 * H * W) < 1e-6);
+    /* weights of 1/3 steps are not exact in float: the two orders of operations differ by a few
+     * ulps of the ~3-sized values (more where the compiler contracts differently, as at -O1) */
+    KT_CHECKF(kt_max_abs_diff(y3, r3, N * 9 * H * W) < 1e-5, "max diff %g", kt_max_abs_diff(y3, r3, N * 9 * H * W));
 }
 
 /* A ramp v = a + b x + c y is reproduced exactly inside the image (where no tap is clamped) by the
