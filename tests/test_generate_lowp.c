@@ -28,7 +28,7 @@ KT_TEST(generate_weights_types_stay_close_to_f32) {
         char o[700];
         snprintf(o, sizeof o, "%s/%s.y4m", d, types[i]);
         int rc = kt_run(out, sizeof out, "%s generate -m models/default 'a small red circle moving left' --steps 6 "
-                        "--weights-type %s -o '%s'", kt_bin(), types[i], o);
+                        "--sr-steps 2 --weights-type %s -o '%s'", kt_bin(), types[i], o);
         KT_CHECKF(rc == 0, "%s: %s", types[i], out);
         KT_OK(kn_video_read(o, NULL, &v[i]));
     }

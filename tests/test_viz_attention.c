@@ -296,14 +296,14 @@ KT_TEST(viz_attention_cli_bundled_model) {
                     "--word Circle --steps 2 -t 2 -o '%s' 2>&1", kt_bin(), sheet);
     KT_CHECKF(rc == 0 && strstr(out, "'Circle' (tokens 4..4"), "viz attention failed: %s", out);
     int h = 0, w = 0;
-    KT_CHECKF(png_size(sheet, &h, &w) && h == 2 * 32 && w == 8 * 32, "sheet %dx%d: %s", h, w, kn_last_error());
+    KT_CHECKF(png_size(sheet, &h, &w) && h == 2 * 64 && w == 8 * 64, "sheet %dx%d: %s", h, w, kn_last_error());
     rc = kt_run(out, sizeof out, "%s viz attention -m models/default -p 'a small blue square moving left' "
                 "--word blue --steps 1 --frames 4 -t 2 -o '%s' 2>&1", kt_bin(), vid);
     KT_CHECKF(rc == 0, "viz attention (video) failed: %s", out);
     kn_video v = {0};
     kn_video_read_opts ro = kn_video_read_default_opts();
     KT_OK(kn_video_read(vid, &ro, &v));
-    KT_CHECKF(v.frames == 4 && v.height == 32 && v.width == 32, "video %dx%dx%d", v.frames, v.height, v.width);
+    KT_CHECKF(v.frames == 4 && v.height == 64 && v.width == 64, "video %dx%dx%d", v.frames, v.height, v.width);
     kn_video_free(&v);
     /* an unknown word: one line naming it and listing the prompt's words, no file */
     char bad[800];
