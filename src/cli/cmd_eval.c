@@ -173,6 +173,24 @@ static cJSON *tally_json(const tally *t, const tally *bound) {
     return o;
 }
 
+/* Writes js to jf (opened on path before the work, so that a bad path fails early) and closes
+ * it; on failure removes the partial file. Returns 0, or 1 with the error printed. */
+static int json_finish(const cJSON *js, FILE **jf, const char *path) {
+    char *text = cJSON_Print(js);
+    errno = 0;
+    int ok = text && fputs(text, *jf) >= 0 && fputc('\n', *jf) != EOF;
+    free(text);
+    if (fclose(*jf) != 0)
+        ok = 0;
+    *jf = NULL;
+    if (!ok) {
+        kn_cli_error("eval: cannot write --json %s: %s", path, errno ? strerror(errno) : "out of memory");
+        remove(path);
+        return 1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ clip sources */
 
 typedef struct {
@@ -689,18 +707,8 @@ static int eval_stage(int argc, char **argv) {
         cJSON_AddNumberToObject(js, "seconds", secs);
         cJSON_AddItemToObject(js, "clips", jclips);
         jclips = NULL;
-        char *jt = cJSON_Print(js);
-        errno = 0;
-        int ok = jt && fputs(jt, jf) >= 0 && fputc('\n', jf) != EOF;
-        free(jt);
-        if (fclose(jf) != 0)
-            ok = 0;
-        jf = NULL;
-        if (!ok) {
-            kn_cli_error("eval: cannot write --json %s: %s", json_path, errno ? strerror(errno) : "out of memory");
-            remove(json_path);
+        if (json_finish(js, &jf, json_path))
             goto done;
-        }
     }
     rc = 0;
 done:
@@ -956,18 +964,8 @@ static int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(js, "seconds", secs);
         cJSON_AddItemToObject(js, "clips", jclips);
         jclips = NULL;
-        char *text = cJSON_Print(js);
-        errno = 0;
-        int ok = text && fputs(text, jf) >= 0 && fputc('\n', jf) != EOF;
-        free(text);
-        if (fclose(jf) != 0)
-            ok = 0;
-        jf = NULL;
-        if (!ok) {
-            kn_cli_error("eval: cannot write --json %s: %s", json_path, errno ? strerror(errno) : "out of memory");
-            remove(json_path);
+        if (json_finish(js, &jf, json_path))
             goto done;
-        }
     }
     rc = 0;
 done:
