@@ -293,12 +293,8 @@ kn_status kn_train_sr(kn_unet3d *sr, const kn_sr_opts *so, const kn_clip_text *t
         kn_var *pred = kn_unet3d_forward_ex(&c, sr, xt, tsf, emb, &uc, NULL, NULL);
         if ((st = kn_ctx_status(&c)) != KN_OK)
             break;
-        kn_tensor tt = kn_tensor_view(KN_F32, 5, xt->v.shape, target);
         double loss = 0;
-        if ((st = kn_mse_loss(&pred->v, &tt, wts, &loss)) != KN_OK ||
-            (st = kn_tensor_zeros(A, &pred->g, KN_F32, pred->v.ndim, pred->v.shape)) != KN_OK ||
-            (st = kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g)) != KN_OK ||
-            (st = kn_backward(&c, pred, 1.0f)) != KN_OK)
+        if ((st = kn_train_mse_backward(&c, pred, target, wts, &loss)) != KN_OK)
             break;
         if ((st = kn_train_opt_step(s, &sr->P, o)) != KN_OK)
             break;

@@ -40,6 +40,14 @@ float kn_train_noise(const kn_scheduler *sc, int t, const kn_train_opts *o, cons
     return (float)wgt;
 }
 
+kn_status kn_train_mse_backward(kn_ctx *c, kn_var *pred, const float *target, const float *wts, double *loss) {
+    kn_tensor tt = kn_tensor_view(KN_F32, pred->v.ndim, pred->v.shape, (void *)target);
+    KN_TRY(kn_mse_loss(&pred->v, &tt, wts, loss));
+    KN_TRY(kn_tensor_zeros(c->A, &pred->g, KN_F32, pred->v.ndim, pred->v.shape));
+    KN_TRY(kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g));
+    return kn_backward(c, pred, 1.0f);
+}
+
 kn_status kn_stage_state_init(kn_stage_state *s, kn_params *P, const kn_train_opts *o) {
     memset(s, 0, sizeof *s);
     if (!P->grad_block)
@@ -364,12 +372,8 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         kn_var *pred = kn_unet3d_forward_ex(&c, unet, xt, tsf, emb, &uc, NULL, NULL);
         if ((st = kn_ctx_status(&c)) != KN_OK)
             break;
-        kn_tensor tt = kn_tensor_view(KN_F32, 5, xt->v.shape, target);
         double loss = 0;
-        if ((st = kn_mse_loss(&pred->v, &tt, wts, &loss)) != KN_OK ||
-            (st = kn_tensor_zeros(A, &pred->g, KN_F32, pred->v.ndim, pred->v.shape)) != KN_OK ||
-            (st = kn_mse_loss_backward(&pred->v, &tt, wts, 1.0f, &pred->g)) != KN_OK ||
-            (st = kn_backward(&c, pred, 1.0f)) != KN_OK)
+        if ((st = kn_train_mse_backward(&c, pred, target, wts, &loss)) != KN_OK)
             break;
         if ((st = kn_train_opt_step(s_unet, &unet->P, o)) != KN_OK ||
             (!o->freeze_spatial && (st = kn_train_opt_step(s_text, &text->P, o)) != KN_OK))

@@ -110,6 +110,10 @@ kn_status kn_train_opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts
 float kn_train_noise(const kn_scheduler *sc, int t, const kn_train_opts *o, const float *x0, const float *eps,
                      int64_t n, float *xt, float *target);
 
+/* the per-sample weighted MSE of pred against target (same shape), its gradient, and backward
+ * through the tape of c; *loss receives the loss. */
+kn_status kn_train_mse_backward(kn_ctx *c, kn_var *pred, const float *target, const float *wts, double *loss);
+
 /* Runs VAE steps [s->step, o->steps); A is scratch (reset every step). */
 kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, const kn_train_data *d, kn_arena *A,
                        kn_train_progress_fn progress, void *user);
