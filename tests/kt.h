@@ -31,6 +31,18 @@ const char *kt_tmpdir(void);
 /* Runs a shell command; returns its exit status; captures up to n-1 bytes of stdout+stderr. */
 int kt_run(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A toy tokenizer for trainer tests (the kn_tokenize_fn shape): the bytes of the text, then eos
+ * (255) padding to len. */
+static inline kn_status kt_toy_tokenize(const char *text, int32_t *ids, int len, void *user) {
+    (void)user;
+    int n = 0;
+    for (; text[n] && n < len - 1; n++)
+        ids[n] = 1 + (unsigned char)text[n] % 250;
+    for (; n < len; n++)
+        ids[n] = 255;
+    return KN_OK;
+}
+
 #define KT_TEST(name)                                                   \
     static void kt_test_##name(void);                                   \
     __attribute__((constructor)) static void kt_reg_##name(void) {      \

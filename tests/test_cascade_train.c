@@ -26,17 +26,6 @@ typedef struct {
     kn_sched_config sched;
 } env;
 
-/* A toy tokenizer: bytes of the text, then eos (255) padding. */
-static kn_status toy_tok(const char *text, int32_t *ids, int len, void *user) {
-    (void)user;
-    int n = 0;
-    for (; text[n] && n < len - 1; n++)
-        ids[n] = 1 + (unsigned char)text[n] % 250;
-    for (; n < len; n++)
-        ids[n] = 255;
-    return KN_OK;
-}
-
 static int env_init_arena(env *e, int size, size_t arena_bytes) {
     memset(e, 0, sizeof *e);
     kn_vae_config v = kn_vae_config_default();
@@ -147,14 +136,14 @@ static kn_status train(env *e, kn_unet3d *u, const kn_sr_opts *so, const kn_trai
     memset(r, 0, sizeof *r);
     r->stop = stop;
     KN_TRY(kn_stage_state_init(&s, &u->P, o));
-    kn_status st = kn_train_sr(u, so, e->text, e->vae, &e->sched, &s, o, d, toy_tok, NULL, e->A, on_progress, r);
+    kn_status st = kn_train_sr(u, so, e->text, e->vae, &e->sched, &s, o, d, kt_toy_tokenize, NULL, e->A, on_progress, r);
     if (st == KN_OK && stop >= 0) {
         if (s.step != stop + 1)
             st = kn_fail(KN_ERR_INTERNAL, "stopped at step counter %lld, expected %lld", (long long)s.step,
                          (long long)stop + 1);
         else {
             r->stop = -1;
-            st = kn_train_sr(u, so, e->text, e->vae, &e->sched, &s, o, d, toy_tok, NULL, e->A, on_progress, r);
+            st = kn_train_sr(u, so, e->text, e->vae, &e->sched, &s, o, d, kt_toy_tokenize, NULL, e->A, on_progress, r);
         }
     }
     if (st == KN_OK && s.step != o->steps)
@@ -322,7 +311,7 @@ KT_TEST(cascade_train_config_mismatches) {
         kn_stage_state s;
         KT_OK(kn_stage_state_init(&s, &u->P, &o));
         rec r = {.stop = -1, .last = -1};
-        kn_status st = kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, toy_tok, NULL, e.A, on_progress, &r);
+        kn_status st = kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, kt_toy_tokenize, NULL, e.A, on_progress, &r);
         const char *msg = kn_last_error();
         KT_CHECKF(st == KN_ERR_ARG && strstr(msg, cases[i].expect) && !strchr(msg, '\n'),
                   "case %zu: status %d, message '%s' (expected '%s')", i, (int)st, msg, cases[i].expect);
@@ -531,12 +520,12 @@ KT_TEST(cascade_train_bench) {
         kn_stage_state s;
         rec r = {.stop = 0}; /* warm-up: stop after step 0 */
         if (u && kn_stage_state_init(&s, &u->P, &o) == KN_OK) {
-            KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, toy_tok, NULL, e.A, on_progress, &r));
+            KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, kt_toy_tokenize, NULL, e.A, on_progress, &r));
             struct timespec t0, t1, c0t, c1t;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0t);
             r.stop = -1;
-            KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, toy_tok, NULL, e.A, on_progress, &r));
+            KT_OK(kn_train_sr(u, &so, e.text, e.vae, &e.sched, &s, &o, &d, kt_toy_tokenize, NULL, e.A, on_progress, &r));
             clock_gettime(CLOCK_MONOTONIC, &t1);
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1t);
             KT_CHECKF(s.step == 4 && r.last == 3 && isfinite(r.loss[3]) && r.loss[3] > 0, "%s: step %lld, loss %g",

@@ -104,16 +104,6 @@ KT_TEST(adamw_freeze_leaves_frozen_params_bitwise_and_is_thread_invariant) {
 
 /* ------------------------------------------------- trainer: freeze_spatial */
 
-static kn_status toy_tok(const char *text, int32_t *ids, int len, void *user) {
-    (void)user;
-    int n = 0;
-    for (; text[n] && n < len - 1; n++)
-        ids[n] = 1 + (unsigned char)text[n] % 250;
-    for (; n < len; n++)
-        ids[n] = 255;
-    return KN_OK;
-}
-
 /* One fixed clip (a bright square moving right over a dark gradient), so that a few steps on the
  * temporal layers alone can lower the loss. (3, T, S, S) in [-1, 1]. */
 typedef struct { int size, frames; } clip_src;
@@ -159,7 +149,7 @@ static double eval_loss(kn_unet3d *u, kn_clip_text *text, kn_vae *vae, const kn_
     loss_acc acc = {0, 0};
     if (kn_stage_state_init(&su, &u->P, &o) != KN_OK || kn_stage_state_init(&st, &text->P, &o) != KN_OK)
         return NAN;
-    kn_status s = kn_train_unet(u, text, vae, &r->sched, &su, &st, &o, d, toy_tok, NULL, A, add_loss, &acc);
+    kn_status s = kn_train_unet(u, text, vae, &r->sched, &su, &st, &o, d, kt_toy_tokenize, NULL, A, add_loss, &acc);
     kn_stage_state_free(&su);
     kn_stage_state_free(&st);
     return s == KN_OK && acc.n ? acc.sum / acc.n : NAN;
@@ -204,7 +194,7 @@ KT_TEST(train_freeze_spatial_trains_only_temporal_layers) {
     KT_OK(kn_stage_state_init(&su, &u->P, &o));
     KT_OK(kn_stage_state_init(&st, &text->P, &o));
     loss_acc acc = {0, 0};
-    KT_OK(kn_train_unet(u, text, vae, &r.sched, &su, &st, &o, &d, toy_tok, NULL, A, add_loss, &acc));
+    KT_OK(kn_train_unet(u, text, vae, &r.sched, &su, &st, &o, &d, kt_toy_tokenize, NULL, A, add_loss, &acc));
     KT_CHECK(acc.n == 12 && su.step == 12 && st.step == 12);
     KT_CHECKF(su.opt.nfrozen > 0 && st.opt.step == 0, "%d frozen, text optimiser steps %lld", su.opt.nfrozen,
               (long long)st.opt.step);
@@ -479,7 +469,7 @@ static double run_frozen(int mode, float *uout, size_t un, double *secs) {
         KT_OK(kn_adamw_freeze(&st.opt, all_pred, NULL, NULL));
     }
     double t0 = now_s();
-    if (kn_train_unet(u, text, vae, &r.sched, &su, &st, &o, &d, toy_tok, NULL, A, add_loss, &acc) == KN_OK && acc.n)
+    if (kn_train_unet(u, text, vae, &r.sched, &su, &st, &o, &d, kt_toy_tokenize, NULL, A, add_loss, &acc) == KN_OK && acc.n)
         loss = acc.sum / acc.n;
     *secs = now_s() - t0;
     memcpy(uout, u->P.block, un * sizeof(float));
