@@ -173,8 +173,25 @@ static cJSON *tally_json(const tally *t, const tally *bound) {
     return o;
 }
 
-/* Writes js to jf (opened on path before the work, so that a bad path fails early) and closes
- * it; on failure removes the partial file. Returns 0, or 1 with the error printed. */
+/* --json FILE is written as FILE.tmp, opened before the work (a bad path fails early), and
+ * renamed into place by json_finish: an interrupted or failed run leaves no FILE. */
+static FILE *json_open(const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    return fopen(tmp, "w");
+}
+
+static void json_discard(FILE **jf, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (*jf)
+        fclose(*jf);
+    *jf = NULL;
+    remove(tmp);
+}
+
+/* Writes js to jf (from json_open(path)), closes it and renames it to path; on failure removes
+ * the temporary file. Returns 0, or 1 with the error printed. */
 static int json_finish(const cJSON *js, FILE **jf, const char *path) {
     char *text = cJSON_Print(js);
     errno = 0;
@@ -183,9 +200,13 @@ static int json_finish(const cJSON *js, FILE **jf, const char *path) {
     if (fclose(*jf) != 0)
         ok = 0;
     *jf = NULL;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
     if (!ok) {
         kn_cli_error("eval: cannot write --json %s: %s", path, errno ? strerror(errno) : "out of memory");
-        remove(path);
+        remove(tmp);
         return 1;
     }
     return 0;
@@ -560,7 +581,7 @@ static int eval_stage(int argc, char **argv) {
     if (json_path) {
         js = cJSON_CreateObject();
         jclips = cJSON_CreateArray();
-        jf = fopen(json_path, "w");
+        jf = json_open(json_path);
         if (!js || !jclips || !jf) {
             kn_cli_error("eval: cannot write --json %s: %s", json_path, jf ? "out of memory" : strerror(errno));
             goto done;
@@ -712,10 +733,8 @@ static int eval_stage(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (jf) {
-        fclose(jf);
-        remove(json_path);
-    }
+    if (jf)
+        json_discard(&jf, json_path);
     cJSON_Delete(js);
     cJSON_Delete(jclips);
     free(buf);
@@ -819,7 +838,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (json_path) {
         /* opened now, so that an unwritable path fails before the generation, not after it */
-        if (!(jf = fopen(json_path, "w"))) {
+        if (!(jf = json_open(json_path))) {
             kn_cli_error("eval: cannot write --json %s: %s", json_path, strerror(errno));
             goto done;
         }
@@ -969,10 +988,8 @@ static int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (jf) { /* failed before the numbers were written: leave no partial file */
-        fclose(jf);
-        remove(json_path);
-    }
+    if (jf) /* failed before the numbers were written: leave no partial file */
+        json_discard(&jf, json_path);
     cJSON_Delete(js);
     cJSON_Delete(jclips);
     free(rgb);
