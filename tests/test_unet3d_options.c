@@ -635,3 +635,111 @@ out:
     kn_vae_free(vae);
     kn_clip_text_free(text);
 }
+
+/* text_pool: with the zero-initialised output layer the model computes exactly the plain model;
+ * with it random, a change to sample 1's text changes sample 1's output only (and more than
+ * through cross-attention alone); the tape's gradient of a pool weight matches central finite
+ * differences; kn_v_mean_rows' backward is the adjoint of its forward (<dy, M x> = <M^T dy, x>). */
+KT_TEST(unet3d_options_text_pool) {
+    kn_unet3d_config base_cfg = tiny_config(), cfg = tiny_config();
+    cfg.text_pool = 1;
+    kn_unet3d *base = tiny_model(&base_cfg, 7), *u = tiny_model(&cfg, 8);
+    if (!base || !u) goto out0;
+    KT_CHECK(param_present(u, "text_pool_embedding.linear_1.weight") &&
+             param_present(u, "text_pool_embedding.linear_2.bias") && u->P.n == base->P.n + 4);
+    KT_CHECK(copy_params(u, base) == base->P.n);
+    kn_unet3d_init_options_zero(u);
+    kn_arena *A = kn_arena_new(64 << 20);
+    kn_tape *tape = kn_tape_new();
+    static batch b;
+    make_batch(&b, 500);
+    static float yb[TB * NS], y[TB * NS], y2[TB * NS], R[TB * NS];
+    run_in in = inputs(&b, 0, TB);
+    run(base, A, NULL, &in, yb, NULL, NULL, NULL);
+    run(u, A, NULL, &in, y, NULL, NULL, NULL);
+    double d = kt_max_abs_diff(yb, y, TB * NS);
+    KT_CHECKF(d == 0.0, "zero-initialised text_pool_embedding changes the output by %g", d);
+
+    kn_param *w2 = kn_params_find(&u->P, "text_pool_embedding.linear_2.weight");
+    KT_CHECK(w2 != NULL);
+    if (!w2) goto out1;
+    kn_randn_fill(w2->var.v.data, kn_tensor_numel(&w2->var.v), 501, 0);
+    for (int64_t i = 0; i < kn_tensor_numel(&w2->var.v); i++)
+        ((float *)w2->var.v.data)[i] *= 0.1f;
+    run(u, A, NULL, &in, y, NULL, NULL, NULL);
+    for (int i = 0; i < TL * TX; i++)
+        b.txt[TL * TX + i] += 0.5f;
+    run(u, A, NULL, &in, y2, NULL, NULL, NULL);
+    double d0 = kt_max_abs_diff(y, y2, NS), d1 = kt_max_abs_diff(y + NS, y2 + NS, NS);
+    KT_CHECKF(d0 == 0.0, "changing sample 1's text changes sample 0 by %g", d0);
+    KT_CHECKF(d1 > 1e-4, "changing sample 1's text changes its output by only %g", d1);
+
+    /* d/dW of L = sum(R * out) for two elements of linear_1.weight: tape vs finite differences */
+    kn_param *w1 = kn_params_find(&u->P, "text_pool_embedding.linear_1.weight");
+    KT_CHECK(w1 != NULL);
+    if (!w1) goto out1;
+    kn_randn_fill(R, TB * NS, 502, 0);
+    KT_CHECK(kn_params_alloc_grads(&u->P) == KN_OK);
+    run(u, A, tape, &in, NULL, R, NULL, NULL);
+    float *wv = w1->var.v.data;
+    static float gw[64];
+    int64_t idx[2] = {3, kn_tensor_numel(&w1->var.v) - 2};
+    for (int k = 0; k < 2; k++)
+        gw[k] = w1->var.g.data ? ((float *)w1->var.g.data)[idx[k]] : 0.0f;
+    for (int k = 0; k < 2; k++) {
+        float v = wv[idx[k]], eps = 1e-2f;
+        wv[idx[k]] = v + eps;
+        double Lp = run(u, A, NULL, &in, NULL, R, NULL, NULL);
+        wv[idx[k]] = v - eps;
+        double Lm = run(u, A, NULL, &in, NULL, R, NULL, NULL);
+        wv[idx[k]] = v;
+        double fd = (Lp - Lm) / (2.0 * eps);
+        KT_CHECKF(fabs(fd) > 1e-5, "element %lld: finite difference %g too small to test anything", (long long)idx[k],
+                  fd);
+        KT_CHECKF(fabs(fd - gw[k]) <= 2e-2 * fabs(fd) + 1e-3, "d/dW1[%lld]: tape %.6g, finite differences %.6g",
+                  (long long)idx[k], gw[k], fd);
+    }
+
+    /* kn_v_mean_rows: values and adjoint */
+    {
+        kn_arena_reset(A, 0);
+        kn_tape_clear(tape);
+        kn_ctx c;
+        kn_ctx_init(&c, A, tape);
+        enum { N = 3, G = 5, D = 7 };
+        static float xs[N * G * D], dys[N * D];
+        kn_randn_fill(xs, N * G * D, 503, 0);
+        kn_randn_fill(dys, N * D, 504, 0);
+        kn_tensor tx = kn_tensor_view(KN_F32, 2, (int64_t[]){N * G, D}, xs);
+        kn_var *x = kn_var_wrap(&c, &tx);
+        x->requires_grad = 1;
+        kn_var *m = kn_v_mean_rows(&c, x, G);
+        KT_CHECK(m && m->v.shape[0] == N && m->v.shape[1] == D);
+        if (m) {
+            double maxd = 0, lhs = 0, rhs = 0;
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < D; j++) {
+                    double s = 0;
+                    for (int k = 0; k < G; k++)
+                        s += xs[(i * G + k) * D + j];
+                    maxd = fmax(maxd, fabs(s / G - ((float *)m->v.data)[i * D + j]));
+                    lhs += dys[i * D + j] * ((float *)m->v.data)[i * D + j];
+                }
+            KT_CHECKF(maxd < 1e-6, "mean_rows differs from the naive mean by %g", maxd);
+            KT_CHECK(kn_tensor_alloc(A, &m->g, KN_F32, 2, m->v.shape) == KN_OK);
+            memcpy(m->g.data, dys, sizeof dys);
+            KT_CHECKF(kn_backward(&c, m, 0.0f) == KN_OK, "%s", kn_last_error());
+            for (int i = 0; i < N * G * D; i++)
+                rhs += ((float *)x->g.data)[i] * xs[i];
+            KT_CHECKF(fabs(lhs - rhs) < 1e-5 * (1 + fabs(lhs)), "mean_rows adjoint: <dy, Mx> %g vs <M^T dy, x> %g", lhs,
+                      rhs);
+        }
+        KT_CHECK(kn_v_mean_rows(&c, x, 4) == NULL); /* 15 rows are not groups of 4 */
+    }
+out1:
+    kn_tape_free(tape);
+    kn_arena_free(A);
+out0:
+    kn_unet3d_free(base);
+    kn_unet3d_free(u);
+}

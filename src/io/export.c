@@ -144,6 +144,7 @@ static cJSON *unet_config(const kn_unet3d_config *c) {
      * exactly diffusers' */
     if (c->fps_cond) cJSON_AddBoolToObject(o, "fps_cond", 1);
     if (c->noise_aug_cond) cJSON_AddBoolToObject(o, "noise_aug_cond", 1);
+    if (c->text_pool) cJSON_AddBoolToObject(o, "text_pool", 1);
     if (c->cond_channels) cJSON_AddNumberToObject(o, "cond_channels", c->cond_channels);
     if (c->spatial_only) cJSON_AddBoolToObject(o, "spatial_only", 1);
     if (!c->temporal_attention) cJSON_AddBoolToObject(o, "temporal_attention", 0);

@@ -47,6 +47,7 @@ kn_status kn_unet3d_config_load(const char *path, kn_unet3d_config *out) {
 #define GETB(key, field) if ((st = kn_config_bool(c, key, u.field, &bv)) != KN_OK) goto done; u.field = bv
         GETB("fps_cond", fps_cond);
         GETB("noise_aug_cond", noise_aug_cond);
+        GETB("text_pool", text_pool);
         GETB("spatial_only", spatial_only);
         GETB("temporal_attention", temporal_attention);
 #undef GETB

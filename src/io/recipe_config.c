@@ -8,7 +8,8 @@
 static const char *known[] = {"base", "size", "frames", "fps", "batch", "vae_channels", "vae_steps", "vae_lr",
                               "text_width", "text_layers", "text_heads", "unet_channels", "unet_layers_per_block",
                               "unet_head_dim", "unet_groups", "unet_steps", "unet_lr", "objective", "min_snr_gamma",
-                              "cond_dropout", "ema_decay", "freeze_spatial", "bf16", "image_steps", "image_batch", NULL};
+                              "cond_dropout", "ema_decay", "freeze_spatial", "bf16", "image_steps", "image_batch", "text_pool",
+                              "unet_warmup", "tsr_steps", "ssr_steps", NULL};
 
 kn_status kn_recipe_load(const char *path, kn_recipe *r) {
     kn_config *c = kn_config_load(path);
@@ -84,6 +85,13 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         int64_t is = r->unet_opts.image_steps;
         INT("image_steps", is, 0, 100000000);
         r->unet_opts.image_steps = is;
+        int64_t wu = r->unet_opts.warmup, ts = r->tsr_opts.steps, ss = r->ssr_opts.steps;
+        INT("unet_warmup", wu, 0, 100000000);
+        INT("tsr_steps", ts, 1, 100000000);
+        INT("ssr_steps", ss, 1, 100000000);
+        r->unet_opts.warmup = wu;
+        r->tsr_opts.steps = ts;
+        r->ssr_opts.steps = ss;
     }
     INT("image_batch", r->unet_opts.image_batch, 0, 4096);
     F64("unet_lr", r->unet_opts.lr, 1e-8, 1.0);
@@ -99,6 +107,9 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         int bf = 0;
         if ((st = kn_config_bool(c, "bf16", 0, &bf)) != KN_OK) goto done;
         r->vae_opts.bf16 = r->unet_opts.bf16 = r->tsr_opts.bf16 = r->ssr_opts.bf16 = bf;
+        int tp = 0;
+        if ((st = kn_config_bool(c, "text_pool", r->unet.text_pool, &tp)) != KN_OK) goto done;
+        r->unet.text_pool = tp;
     }
     if ((st = kn_config_str(c, "objective", NULL, &obj)) != KN_OK) goto done;
     if (obj) {

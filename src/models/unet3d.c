@@ -166,6 +166,10 @@ kn_unet3d *kn_unet3d_new(const kn_unet3d_config *cfg) {
         kn_linear_decl(&u->aug_lin1, &u->P, C0, 4 * C0, 1, "aug_embedding.linear_1");
         kn_linear_decl(&u->aug_lin2, &u->P, 4 * C0, 4 * C0, 1, "aug_embedding.linear_2");
     }
+    if (c->text_pool) {
+        kn_linear_decl(&u->pool_lin1, &u->P, c->cross_attention_dim, 4 * C0, 1, "text_pool_embedding.linear_1");
+        kn_linear_decl(&u->pool_lin2, &u->P, 4 * C0, 4 * C0, 1, "text_pool_embedding.linear_2");
+    }
     if (u->has_tattn)
         kn_ttemp_decl(&u->transformer_in, &u->P, C0, 8, n, 1, G, "transformer_in");
     char name[64];
@@ -490,6 +494,15 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
         emit(c, hook, user, "aug_embedding", e);
         emb = e ? kn_v_add(c, emb, e) : NULL;
     }
+    if (cf->text_pool) { /* mean over the L tokens: (B, L, D) as (B*L, D) rows -> (B, D) */
+        int64_t L = text->v.shape[1];
+        kn_var *flat = kn_var_reshape(c, text, 2, (int64_t[]){B * L, cf->cross_attention_dim});
+        kn_var *e = kn_linear_fwd(c, &u->pool_lin1, kn_v_mean_rows(c, flat, L));
+        e = kn_v_act(c, KN_ACT_SILU, e);
+        e = kn_linear_fwd(c, &u->pool_lin2, e);
+        emit(c, hook, user, "text_pool_embedding", e);
+        emb = e ? kn_v_add(c, emb, e) : NULL;
+    }
     kn_var *temb = kn_v_repeat_rows(c, emb, T);
     kn_var *ctx = kn_v_repeat_rows(c, text, T);
 
@@ -629,6 +642,10 @@ void kn_unet3d_init_options_zero(kn_unet3d *u) {
     if (u->cfg.noise_aug_cond) {
         zero_var(u->aug_lin2.w);
         zero_var(u->aug_lin2.b);
+    }
+    if (u->cfg.text_pool) {
+        zero_var(u->pool_lin2.w);
+        zero_var(u->pool_lin2.b);
     }
     /* conv_in.weight (C0, Cin + Cc, 3, 3): the last Cc input channels of every output channel */
     kn_var *w = u->conv_in.w;

@@ -34,6 +34,13 @@ typedef struct kn_unet3d_config {
      *   noise_aug_cond      Imagen Video conditioning augmentation: emb += aug_embedding(level), the
      *                       same kind of embedding of the per-sample noise level (0..1000),
      *                       "aug_embedding.linear_1/2".
+     *   text_pool           a pooled text embedding added to the time embedding, as both designs
+     *                       have beside cross-attention (Imagen: the pooled text embedding; Make-A-
+     *                       Video, after DALL-E 2: the projected CLIP embedding): emb +=
+     *                       text_pool_embedding(mean over tokens of encoder_hidden_states), a
+     *                       Linear(cross_dim, 4 C0) "text_pool_embedding.linear_1" -> SiLU ->
+     *                       Linear(4 C0, 4 C0) "text_pool_embedding.linear_2". Global attributes
+     *                       (colour, shape, motion) then reach every ResNet block directly.
      *   cond_channels       extra input channels concatenated to the sample before conv_in (SR:
      *                       upsampled low-res latents; interpolation: masked frames + mask);
      *                       conv_in.weight is then (C0, in_channels + cond_channels, 3, 3).
@@ -43,6 +50,7 @@ typedef struct kn_unet3d_config {
      *                       are not built, temp_convs kept (Imagen Video's SR stages). */
     int fps_cond;
     int noise_aug_cond;
+    int text_pool;
     int cond_channels;
     int spatial_only;
     int temporal_attention;
@@ -75,6 +83,7 @@ typedef struct kn_unet3d {
     kn_linear_l time_lin1, time_lin2;
     kn_linear_l fps_lin1, fps_lin2; /* cfg.fps_cond */
     kn_linear_l aug_lin1, aug_lin2; /* cfg.noise_aug_cond */
+    kn_linear_l pool_lin1, pool_lin2; /* cfg.text_pool */
     int has_tconv, has_tattn;       /* temporal layers built (spatial_only / temporal_attention) */
     kn_ttemp_l transformer_in;      /* declared when has_tattn */
     kn_unet_block down[KN_UNET_MAX_BLOCKS], up[KN_UNET_MAX_BLOCKS], mid;
@@ -133,7 +142,7 @@ kn_var *kn_unet3d_forward_ex(kn_ctx *c, const kn_unet3d *u, kn_var *sample, cons
 void kn_unet3d_init_temporal_identity(kn_unet3d *u);
 
 /* Zeroes the output layers the cascade options add (fps_embedding.linear_2,
- * aug_embedding.linear_2) and the cond_channels input slice of conv_in.weight, so a model with
+ * aug_embedding.linear_2, text_pool_embedding.linear_2) and the cond_channels input slice of conv_in.weight, so a model with
  * options, initialised (kn_params_init_default) and then given a base model's weights for the
  * rest, starts out computing the base model. Recommended after kn_params_init_default. */
 void kn_unet3d_init_options_zero(kn_unet3d *u);

@@ -218,7 +218,7 @@ void kn_params_init_default(kn_params *P, uint64_t seed) {
 
 typedef enum {
     OP_LINEAR, OP_CONV2D, OP_CONVT, OP_GN, OP_LN, OP_ACT, OP_GEGLU, OP_ATTN, OP_ADD, OP_SCALE,
-    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_SLICE, OP_RESHAPE, OP_EMBED, OP_CLAMP, OP_GATHER, OP_CHECKPOINT,
+    OP_RESIZE_NEAREST, OP_CONCAT, OP_PERMUTE, OP_ADD_NC, OP_REPEAT, OP_MEAN_ROWS, OP_SLICE, OP_RESHAPE, OP_EMBED, OP_CLAMP, OP_GATHER, OP_CHECKPOINT,
 } op_kind;
 
 typedef struct node {
@@ -414,6 +414,18 @@ static kn_status backward_node(kn_ctx *c, node *n) {
         for (int64_t i = 0; i < N; i++)
             for (int64_t k = 0; k < r; k++)
                 acc(d + i * row, s + (i * r + k) * row, row);
+        return KN_OK;
+    }
+    case OP_MEAN_ROWS: {
+        if (!g0)
+            return KN_OK;
+        int64_t N = dy->shape[0], r = n->l0, row = N ? kn_tensor_numel(dy) / N : 0;
+        float *d = g0->data, inv = 1.0f / (float)r;
+        const float *s = dy->data;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < r; k++)
+                for (int64_t j = 0; j < row; j++)
+                    d[(i * r + k) * row + j] += s[i * row + j] * inv;
         return KN_OK;
     }
     case OP_SLICE: {
@@ -807,6 +819,35 @@ kn_var *kn_v_repeat_rows(kn_ctx *c, kn_var *x, int64_t rep) {
     r->requires_grad = x->requires_grad;
     node *n = record(c, OP_REPEAT, r);
     if (n) { n->in[0] = x; n->l0 = rep; }
+    return r;
+}
+
+kn_var *kn_v_mean_rows(kn_ctx *c, kn_var *x, int64_t group) {
+    GUARD(c);
+    int64_t N0 = x->v.shape[0];
+    if (group <= 0 || N0 % group)
+        return finish(c, NULL, kn_fail(KN_ERR_SHAPE, "mean_rows: %lld rows are not groups of %lld", (long long)N0,
+                                       (long long)group));
+    int64_t shape[KN_MAX_DIMS];
+    for (int d = 0; d < x->v.ndim; d++)
+        shape[d] = x->v.shape[d];
+    shape[0] = N0 / group;
+    kn_var *r = kn_var_new(c, x->v.ndim, shape);
+    if (!r)
+        return NULL;
+    int64_t N = shape[0], row = N0 ? kn_tensor_numel(&x->v) / N0 : 0;
+    float *d = r->v.data, inv = 1.0f / (float)group;
+    const float *s = x->v.data;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < row; j++) { /* fixed summation order: deterministic */
+            float acc_ = 0.0f;
+            for (int64_t k = 0; k < group; k++)
+                acc_ += s[(i * group + k) * row + j];
+            d[i * row + j] = acc_ * inv;
+        }
+    r->requires_grad = x->requires_grad;
+    node *n = record(c, OP_MEAN_ROWS, r);
+    if (n) { n->in[0] = x; n->l0 = group; }
     return r;
 }
 

@@ -112,6 +112,9 @@ kn_var *kn_v_permute(kn_ctx *c, kn_var *x, const int *perm);
 kn_var *kn_v_add_nc(kn_ctx *c, kn_var *x, kn_var *b);
 /* Repeats each row of x (N, ...) r times: (N*r, ...), like torch.repeat_interleave(dim=0). */
 kn_var *kn_v_repeat_rows(kn_ctx *c, kn_var *x, int64_t r);
+/* Mean of each group of r consecutive rows of x (N*r, ...): (N, ...), the adjoint of
+ * kn_v_repeat_rows up to 1/r (e.g. text (B, L, D) viewed as (B*L, D) -> mean over tokens (B, D)). */
+kn_var *kn_v_mean_rows(kn_ctx *c, kn_var *x, int64_t r);
 /* Embedding lookup: weight (V, D), ids (B*L) -> (B, L, D). Backward scatter-adds into weight. */
 kn_var *kn_v_embedding(kn_ctx *c, kn_var *weight, const int32_t *ids, int64_t B, int64_t L);
 /* y = clamp(x, lo, hi); the gradient passes only where lo < x < hi (torch.clamp's rule: it also
