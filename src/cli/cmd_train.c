@@ -183,7 +183,8 @@ static void usage(FILE *f) {
                "  --init MODEL       start from an exported model folder (a run's DIR/model or a compatible\n"
                "                     diffusers folder): its vae, text_encoder, unet (tsr, ssr) weights by name;\n"
                "                     temporal layers it lacks keep their identity init; the VAE stage is\n"
-               "                     skipped and its scaling factor kept\n"
+               "                     skipped and its scaling factor kept (a folder with vae/ alone: a new\n"
+               "                     model on that trained autoencoder)\n"
                "  --bf16             matrix products in bf16 with f32 accumulation (AVX512-BF16); weights,\n"
                "                     gradients and optimiser state stay f32 (recipe key \"bf16\": true)\n"
                "  --freeze-spatial   train only the UNet's temporal layers; spatial weights and the text\n"
@@ -389,11 +390,13 @@ static int cmd_train(int argc, char **argv) {
         if (rank == 0) {
             fprintf(stderr, "init: %d tensors from %s (latent scaling factor %.4f)", irep.loaded, init_dir,
                     (double)irep.vae_scale);
+            if (irep.vae_only)
+                fprintf(stderr, "; the folder holds a VAE only: text encoder and unet trained from scratch");
             if (irep.fresh)
                 fprintf(stderr, "; %d new temporal parameters (%lld values, e.g. %s) keep their identity init",
                         irep.fresh, (long long)irep.fresh_numel, irep.fresh_first);
             if (irep.fresh_options)
-                fprintf(stderr, "; %d new fps/noise-aug embedding parameters start with zero output",
+                fprintf(stderr, "; %d new fps/noise-aug/text-pool embedding parameters start with zero output",
                         irep.fresh_options);
             if (tsr && !irep.tsr_loaded)
                 fprintf(stderr, "; tsr not in the folder: trained from scratch");

@@ -17,7 +17,8 @@ static int is_dir(const char *p) {
 
 /* The embeddings the cascade options add (fps, noise augmentation): absent from a plain model. */
 static int option_param(const char *name) {
-    return !strncmp(name, "fps_embedding.", 14) || !strncmp(name, "aug_embedding.", 14);
+    return !strncmp(name, "fps_embedding.", 14) || !strncmp(name, "aug_embedding.", 14) ||
+           !strncmp(name, "text_pool_embedding.", 20);
 }
 
 /* Tensors a state dict may carry that are not parameters (transformers' CLIP position ids). */
@@ -110,8 +111,18 @@ kn_status kn_init_from_folder(const char *dir, kn_vae *vae, kn_clip_text *text, 
                        (double)vc.scaling_factor);
     rep->vae_scale = vc.scaling_factor;
     KN_TRY(load_component(dir, "vae", &vae->P, NULL, rep));
-    KN_TRY(load_component(dir, "text_encoder", &text->P, NULL, rep));
-    KN_TRY(load_component(dir, "unet", &unet->P, unet, rep));
+    /* a folder with a VAE alone (a trained autoencoder reused for a new model): the text encoder
+     * and the UNet keep their fresh init. Otherwise both are loaded. */
+    char tp[1200], up[1200];
+    snprintf(tp, sizeof tp, "%s/text_encoder", dir);
+    snprintf(up, sizeof up, "%s/unet", dir);
+    int ht = is_dir(tp), hu = is_dir(up);
+    if (!ht && !hu) {
+        rep->vae_only = 1;
+    } else {
+        KN_TRY(load_component(dir, "text_encoder", &text->P, NULL, rep));
+        KN_TRY(load_component(dir, "unet", &unet->P, unet, rep));
+    }
     kn_unet3d *sr[2] = {tsr, ssr};
     static const char *const subs[2] = {"tsr", "ssr"};
     for (int i = 0; i < 2; i++) {

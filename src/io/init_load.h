@@ -13,7 +13,8 @@
  * error naming the tensor. A temporal parameter of a UNet (kn_unet3d_temporal_param) that the
  * folder lacks keeps the value it had (the identity init of kn_unet3d_init_temporal_identity):
  * an image UNet inflated to video (Make-A-Video / CogVideo). Likewise the fps / noise-augmentation
- * embeddings of a cascade-option UNet (fps_embedding.*, aug_embedding.*): before loading, a UNet
+ * / pooled-text embeddings of a cascade-option UNet (fps_embedding.*, aug_embedding.*,
+ * text_pool_embedding.*): before loading, a UNet
  * gets kn_unet3d_init_options_zero, so those the folder lacks add nothing and the model starts out
  * computing the folder's. */
 #ifndef KN_INIT_LOAD_H
@@ -31,9 +32,12 @@ typedef struct kn_init_report {
     char fresh_first[160]; /* the first of them, for the report ("" when none) */
     int fresh_options;   /* fps / aug embedding parameters the folder lacked (zero output) */
     int tsr_loaded, ssr_loaded; /* 1 when tsr/ or ssr/ was in the folder and loaded */
+    int vae_only;        /* 1: the folder had vae/ but neither text_encoder/ nor unet/ */
 } kn_init_report;
 
-/* Loads dir/vae, dir/text_encoder and dir/unet into vae, text and unet (all required), and
+/* Loads dir/vae, dir/text_encoder and dir/unet into vae, text and unet (the VAE required; the
+ * text encoder and UNet both, or neither: a folder holding only vae/ starts a new model on a
+ * trained autoencoder, rep->vae_only), and
  * dir/tsr, dir/ssr into tsr, ssr when both the model (non-NULL) and the folder have them. Fails
  * with a one-line message naming the folder and the tensor; the models may then hold a mix of
  * loaded and initial values. */

@@ -100,7 +100,12 @@ static void cascade_common(kn_recipe *r) {
     r->vae.latent_channels = 8;
     r->unet.in_channels = r->unet.out_channels = 8;
     r->vae_opts.steps = 700;
-    r->unet_opts.steps = 1000;
+    /* base: the pooled caption in the time embedding (both papers condition globally beside
+     * cross-attention); 1700 steps at lr 1e-3 (the first 1000 on single frames in shapes-mav) */
+    r->unet.text_pool = 1;
+    r->unet_opts.steps = 1700;
+    r->unet_opts.lr = 1e-3;
+    r->unet_opts.lr_min = 1e-4;
     r->has_tsr = r->has_ssr = 1;
     static const int tc[2] = {48, 96}, ta[2] = {1, 0};
     r->tsr = kn_unet3d_config_small(2, tc, ta, 16, 16, 64);
@@ -120,7 +125,7 @@ static void cascade_common(kn_recipe *r) {
     r->ssr.in_channels = r->ssr.out_channels = 8;
     r->ssr.cond_channels = 8;
     r->ssr_opts = r->tsr_opts;
-    r->ssr_opts.steps = 2000;
+    r->ssr_opts.steps = 3000;
     r->ssr_opts.seed = 4;
     r->ssr_so = (kn_sr_opts){.kind = KN_SR_SPATIAL, .scale = 2};
     r->ssr_data = (kn_train_data){.size = 128, .frames = 2, .fps = 16, .batch = 2};
@@ -137,7 +142,7 @@ static void shapes_mav(kn_recipe *r) {
     r->about = "Make-A-Video cascade: VAE, base (text-to-image, then inflated to video, fps-conditioned), frame "
                "interpolation x2 x2, spatial-only SR x2";
     r->unet.fps_cond = 1;
-    r->unet_opts.image_steps = 300;
+    r->unet_opts.image_steps = 1000;
     r->unet_opts.image_batch = 16;
     r->ssr.spatial_only = 1;
     r->ssr_data.frames = 1;
@@ -177,6 +182,7 @@ static void smoke_cascade(kn_recipe *r) {
     r->text = s.text;
     r->unet = s.unet;
     r->unet.fps_cond = 1;
+    r->unet.text_pool = 1;
     r->unet_opts = s.unet_opts;
     r->unet_opts.steps = 40;
     r->unet_opts.image_steps = 10;
