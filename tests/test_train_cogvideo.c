@@ -359,7 +359,7 @@ KT_TEST(train_init_reports_new_temporal_params_and_refuses_mismatches) {
      * are new (zero output), the SR stages start from scratch */
     rc = kt_run(out, sizeof out, "%s train --recipe smoke-cascade --until base --init '%s/base/model' --steps 1 "
                 "--out '%s/casc' --tokenizer '%s/clip' --threads 2 --quiet", kt_bin(), d, d, kt_fixtures());
-    KT_CHECKF(rc == 0 && strstr(out, "new fps/noise-aug embedding") && strstr(out, "tsr not in the folder"), "rc %d: %s",
+    KT_CHECKF(rc == 0 && strstr(out, "new fps/noise-aug/text-pool embedding") && strstr(out, "tsr not in the folder"), "rc %d: %s",
               rc, out);
     /* a recipe of other sizes: the first tensor whose shape differs is named, on one line */
     rc = kt_run(out, sizeof out,
@@ -375,6 +375,26 @@ KT_TEST(train_init_reports_new_temporal_params_and_refuses_mismatches) {
     rc = kt_run(out, sizeof out, "%s train --recipe smoke --init '%s/nope' --steps 1 --out '%s/bad3' --quiet 2>&1", kt_bin(),
                 d, d);
     KT_CHECKF(rc != 0 && count_lines(out) == 1 && strstr(out, "nope"), "rc %d: %s", rc, out);
+    /* a folder holding a VAE alone: a new model on that autoencoder (its VAE kept bitwise, the
+     * VAE stage skipped); a text encoder without a UNet is a one-line error */
+    rc = kt_run(out, sizeof out, "mkdir -p '%s/vonly' && cp -r '%s/base/model/vae' '%s/vonly/' && %s train --recipe smoke "
+                "--init '%s/vonly' --steps 2 --out '%s/onvae' --tokenizer '%s/clip' --threads 2 --quiet 2>&1", d, d, d,
+                kt_bin(), d, d, kt_fixtures());
+    KT_CHECKF(rc == 0 && strstr(out, "VAE only"), "rc %d: %s", rc, out);
+    {
+        char ma[700], mb[700];
+        snprintf(ma, sizeof ma, "%s/base/model", d);
+        snprintf(mb, sizeof mb, "%s/onvae/model", d);
+        int nsp, nsame, ntmp, ndiff;
+        compare_models(ma, mb, "vae", "diffusion_pytorch_model.safetensors", &nsp, &nsame, &ntmp, &ndiff);
+        KT_CHECKF(nsp > 0 && nsame == nsp, "vae: %d of %d tensors equal", nsame, nsp);
+    }
+    rc = kt_run(out, sizeof out, "grep -c '^vae,' '%s/onvae/log.csv'; grep -c '^unet,' '%s/onvae/log.csv'", d, d);
+    KT_CHECKF(!strncmp(out, "0\n2\n", 4), "log rows (no vae stage, 2 unet steps): %s", out);
+    rc = kt_run(out, sizeof out, "cp -r '%s/base/model/text_encoder' '%s/vonly/' && %s train --recipe smoke --init "
+                "'%s/vonly' --steps 1 --out '%s/bad4' --tokenizer '%s/clip' --quiet 2>&1", d, d, kt_bin(), d, d,
+                kt_fixtures());
+    KT_CHECKF(rc != 0 && count_lines(out) == 1 && strstr(out, "unet"), "rc %d: %s", rc, out);
 }
 
 /* --resume: a run started with --init resumes exactly (same model bytes as an uninterrupted run)

@@ -87,8 +87,8 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         r->unet_opts.image_steps = is;
         int64_t wu = r->unet_opts.warmup, ts = r->tsr_opts.steps, ss = r->ssr_opts.steps;
         INT("unet_warmup", wu, 0, 100000000);
-        INT("tsr_steps", ts, 1, 100000000);
-        INT("ssr_steps", ss, 1, 100000000);
+        INT("tsr_steps", ts, 0, 100000000);
+        INT("ssr_steps", ss, 0, 100000000);
         r->unet_opts.warmup = wu;
         r->tsr_opts.steps = ts;
         r->ssr_opts.steps = ss;
