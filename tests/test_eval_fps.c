@@ -79,6 +79,9 @@ KT_TEST(eval_fps_check_renderer_moves_twice_as_far_at_half_the_rate) {
     KT_CHECKF(num(a, "ratio") >= 1.7 && num(a, "ratio") <= 2.3, "ratio %g", num(a, "ratio"));
     KT_NEAR(num(a, "ratio"), qt, 1e-3);
     KT_CHECK(num(b, "ratio") == 1.0 && num(a, "expected_ratio") == 2.0 && num(a, "motion") == 1.0);
+    /* every clip found at both rates: the paired ratio is the same ratio over the same clips */
+    KT_CHECK(num(a, "paired_clips") == N && num(b, "paired_clips") == N);
+    KT_NEAR(num(a, "paired_ratio"), num(a, "ratio"), 1e-9);
     /* the displacement is the renderer's true one: the mean over clips of the mean |truth
      * centroid step| (centroids in the clip's pixels), within 3 % */
     kn_shapes_caption caps[N];
@@ -232,7 +235,7 @@ KT_TEST(eval_fps_check_runs_the_base_alone_with_the_fps) {
         for (int i = 0; i < 2; i++) {
             const cJSON *m = result_row(j, "model", i), *r = result_row(j, "renderer", i);
             KT_CHECK(num(m, "fps") == 4 * (i + 1) && num(m, "clips") == 2 && num(r, "clips") == 2);
-            KT_CHECK(num(m, "found") >= 0 && num(m, "found") <= 2);
+            KT_CHECK(num(m, "found") >= 0 && num(m, "found") <= 2 && num(m, "paired_clips") <= num(m, "found"));
         }
         KT_CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "clips")) == 8);
         cJSON_Delete(j);

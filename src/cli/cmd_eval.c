@@ -786,11 +786,17 @@ static int mkdir_p1(const char *dir) {
  * sensitive to jitter than disp), motion = the scorer's direction verdict. Per source and fps: the
  * means of disp and speed over the clips where the object was found, the number found, the
  * fraction with the right direction, and ratio = disp / disp at the highest fps of the list
- * (expected: highest fps / fps, so 2 for 4 vs 8). */
+ * (expected: highest fps / fps, so 2 for 4 vs 8); paired = the same ratio over only the clips
+ * found at both rates (a model that finds the object at one rate and not at the other then
+ * compares the same captions and seeds), with their number. */
 
 typedef struct {
     int clips, found, motion, disp_n;
     double disp_sum, speed_sum;
+    /* over the (caption, seed) clips found both at this fps and at the highest: their number and
+     * the ratio of their disp sums (the same clips on both sides of the ratio) */
+    int paired_n;
+    double paired_ratio;
 } fps_row;
 
 static double fps_disp(const fps_row *r) { return r->disp_n ? r->disp_sum / r->disp_n : NAN; }
@@ -877,6 +883,8 @@ static cJSON *fps_rows_json(const fps_row *rows, const int *fps, int nfps) {
         cJSON_AddItemToObject(o, "speed", fps_json_num(fps_speed(&rows[j])));
         cJSON_AddItemToObject(o, "motion", fps_json_num(frac(rows[j].motion, rows[j].clips)));
         cJSON_AddItemToObject(o, "ratio", fps_json_num(fps_disp(&rows[j]) / ref));
+        cJSON_AddNumberToObject(o, "paired_clips", rows[j].paired_n);
+        cJSON_AddItemToObject(o, "paired_ratio", fps_json_num(rows[j].paired_ratio));
         cJSON_AddNumberToObject(o, "expected_ratio", (double)fps[nfps - 1] / fps[j]);
         cJSON_AddItemToArray(a, o);
     }
@@ -899,7 +907,11 @@ static void fps_print_row(const char *src, const fps_row *r, int fps, double ref
         printf(" %7s", "n/a");
     else
         printf(" %7.3f", q);
-    printf(" %9.3f\n", (double)ref_fps / fps);
+    if (isnan(r->paired_ratio))
+        printf(" %7s", "n/a");
+    else
+        printf(" %7.3f", r->paired_ratio);
+    printf(" %6d %9.3f\n", r->paired_n, (double)ref_fps / fps);
 }
 
 static int eval_fps_check(const fps_check_args *a) {
@@ -912,6 +924,8 @@ static int eval_fps_check(const fps_check_args *a) {
     cJSON *js = NULL, *jclips = NULL;
     FILE *jf = NULL;
     fps_row rows[2][FPS_CHECK_MAX] = {{{0}}}; /* [model, renderer][fps] */
+    const size_t nclips = (size_t)a->n * (size_t)a->seeds;
+    double *cd = NULL; /* (2, nclips, nfps): each clip's disp, NAN when the object was not found */
     double t0 = now();
     if (a->reference) {
         if (a->sched) {
@@ -931,11 +945,14 @@ static int eval_fps_check(const fps_check_args *a) {
         goto done;
     caps = malloc((size_t)a->n * sizeof *caps);
     rgb = malloc((size_t)mk.frames * mk.size * mk.size * 3);
-    if (!caps || !rgb) {
+    cd = malloc(2 * nclips * (size_t)nfps * sizeof *cd);
+    if (!caps || !rgb || !cd) {
         kn_cli_error("eval: out of memory for %ld captions and a %dx%d clip of %d frames", a->n, mk.size, mk.size,
                      mk.frames);
         goto done;
     }
+    for (size_t c = 0; c < 2 * nclips * (size_t)nfps; c++)
+        cd[c] = NAN;
     if (kn_fps_captions(a->caption_seed, (int)a->n, caps) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;
@@ -991,6 +1008,7 @@ static int eval_fps_check(const fps_check_args *a) {
                         goto done;
                     }
                     fps_row_add(&rows[src][j], &m);
+                    cd[((size_t)src * nclips + (size_t)(i * a->seeds + k)) * nfps + j] = m.found ? m.disp : NAN;
                     const char *sname = src ? "renderer" : "model";
                     if (src == 0 && a->save_dir) {
                         char path[1200];
@@ -1001,8 +1019,13 @@ static int eval_fps_check(const fps_check_args *a) {
                             goto done;
                         }
                     }
-                    fprintf(stderr, "%4ld seed %-3ld %2d fps %-8s %s disp %6.3f speed %6.3f px/frame  %.1f s  %s\n", i, k,
-                            fps[j], sname, m.found ? "found  " : "missing", m.disp, m.speed, now() - tc, text);
+                    char dtxt[32] = "-", stxt[32] = "-";
+                    if (!isnan(m.disp))
+                        snprintf(dtxt, sizeof dtxt, "%.3f", m.disp);
+                    if (!isnan(m.speed))
+                        snprintf(stxt, sizeof stxt, "%.3f", m.speed);
+                    fprintf(stderr, "%4ld seed %-3ld %2d fps %-8s %s disp %6s speed %6s px/frame  %.1f s  %s\n", i, k,
+                            fps[j], sname, m.found ? "found  " : "missing", dtxt, stxt, now() - tc, text);
                     if (jclips) {
                         cJSON *c = cJSON_CreateObject();
                         if (!c) {
@@ -1024,13 +1047,25 @@ static int eval_fps_check(const fps_check_args *a) {
                 }
     }
     double secs = now() - t0;
+    for (int src = 0; src < 2; src++)
+        for (int j = 0; j < nfps; j++) {
+            double sj = 0, sr = 0;
+            int np = 0;
+            for (size_t c = 0; c < nclips; c++) {
+                const double *d = cd + ((size_t)src * nclips + c) * nfps;
+                if (!isnan(d[j]) && !isnan(d[nfps - 1]))
+                    sj += d[j], sr += d[nfps - 1], np++;
+            }
+            rows[src][j].paired_n = np;
+            rows[src][j].paired_ratio = np && sr > 0 ? sj / sr : NAN;
+        }
 
     printf("fps check: %ld caption(s) x %ld seed(s), %dx%d, %d frames%s; disp and speed in px per frame at %dx%d;\n"
            "ratio = disp / disp at %d fps (expected: %d / fps)\n",
            a->n, a->seeds, mk.size, mk.size, mk.frames, a->reference ? "" : ", the base model alone", mk.size, mk.size,
            ref_fps, ref_fps);
-    printf("%-9s %4s %6s %6s %7s %7s %7s %7s %9s\n", "source", "fps", "clips", "found", "disp", "speed", "motion",
-           "ratio", "expected");
+    printf("%-9s %4s %6s %6s %7s %7s %7s %7s %7s %6s %9s\n", "source", "fps", "clips", "found", "disp", "speed",
+           "motion", "ratio", "paired", "n_pair", "expected");
     for (int src = a->reference ? 1 : 0; src < 2; src++)
         for (int j = 0; j < nfps; j++)
             fps_print_row(src ? "renderer" : "model", &rows[src][j], fps[j], fps_disp(&rows[src][nfps - 1]), ref_fps);
@@ -1087,6 +1122,7 @@ done:
     cJSON_Delete(jclips);
     free(rgb);
     free(caps);
+    free(cd);
     maker_free(&mk);
     return rc;
 }
