@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -41,7 +43,11 @@ kn_status kn_ctx_failf(kn_ctx *c, kn_status st, const char *fmt, ...) {
 
 size_t kn_ctx_scope_begin(kn_ctx *c) { return kn_arena_mark(c->A); }
 
+static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out);
+
 kn_var *kn_ctx_scope_end(kn_ctx *c, size_t mark, kn_var *out) {
+    if (c->tape && out && c->status == KN_OK)
+        return c->keep_all ? out : tape_compact(c, mark, out);
     if (c->tape || !out || c->status != KN_OK)
         return out;
     /* The var struct itself and its data both live in the arena after mark: move the data to
@@ -261,6 +267,13 @@ void kn_tape_free(kn_tape *t) {
 
 void kn_tape_clear(kn_tape *t) { t->n = 0; }
 
+/* kn_var.gown: 0 a leaf (its gradient, allocated from the arena, outlives backward: inputs the
+ * caller reads); 1 the output of a tape node whose gradient has not been allocated; 2 that
+ * gradient is on the heap, and backward frees it as soon as the producing node has consumed it
+ * (the arena is LIFO, gradient lifetimes are not: kept in the arena they would all stay until
+ * the step ends, doubling the peak). */
+enum { GOWN_LEAF, GOWN_NODE, GOWN_HEAP };
+
 static node *record(kn_ctx *c, op_kind op, kn_var *out) {
     if (!c->tape || !out || !out->requires_grad)
         return NULL;
@@ -279,6 +292,9 @@ static node *record(kn_ctx *c, op_kind op, kn_var *out) {
     memset(n, 0, sizeof *n);
     n->op = op;
     n->out = out;
+    out->src = t->n;
+    if (!out->g.data)
+        out->gown = GOWN_NODE;
     return n;
 }
 
@@ -286,11 +302,24 @@ static int any_grad(kn_var *a, kn_var *b, kn_var *d) {
     return (a && a->requires_grad) || (b && b->requires_grad) || (d && d->requires_grad);
 }
 
+
 /* Gradient tensor of v (allocated zeroed on first use), or NULL if v needs none. */
 static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
     if (!v || !v->requires_grad)
         return NULL;
     if (!v->g.data) {
+        if (v->gown == GOWN_NODE) {
+            size_t nb = (size_t)kn_tensor_numel(&v->v) * sizeof(float);
+            float *d = kn_aligned_alloc(nb);
+            if (!d) {
+                kn_ctx_failf(c, KN_ERR_NOMEM, "backward: cannot allocate a gradient of %zu bytes", nb);
+                return NULL;
+            }
+            memset(d, 0, nb);
+            v->g = kn_tensor_view(KN_F32, v->v.ndim, v->v.shape, d);
+            v->gown = GOWN_HEAP;
+            return &v->g;
+        }
         kn_status st = kn_tensor_zeros(c->A, &v->g, KN_F32, v->v.ndim, v->v.shape);
         if (st != KN_OK) {
             kn_ctx_fail(c, st);
@@ -298,6 +327,14 @@ static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
         }
     }
     return &v->g;
+}
+
+static void grad_release(kn_var *v) {
+    if (v && v->gown == GOWN_HEAP) {
+        kn_aligned_free(v->g.data);
+        v->g.data = NULL;
+        v->gown = GOWN_NODE;
+    }
 }
 
 static void acc(float *dst, const float *src, int64_t n) {
@@ -489,6 +526,8 @@ static kn_status backward_node(kn_ctx *c, node *n) {
                 return KN_ERR_NOMEM;
             }
             *w[k] = *in[k]; /* same value, same gradient tensor */
+            w[k]->src = 0;  /* a leaf of the sub-tape */
+            w[k]->gown = GOWN_LEAF;
         }
         kn_var *o = n->fn(&sc, w, n->nin, n->user);
         kn_status st = kn_ctx_status(&sc);
@@ -510,6 +549,137 @@ static kn_status backward_node(kn_ctx *c, node *n) {
     return KN_OK;
 }
 
+/* Values that a scope released and backward recomputed, kept at the arena top while consecutive
+ * nodes read them (q, k and v of one LayerNorm output), then given back. */
+typedef struct {
+    kn_var *v[8];
+    int n;
+    size_t mark;
+} mat_cache;
+
+static void mat_release(kn_ctx *c, mat_cache *mc) {
+    if (!mc->n)
+        return;
+    for (int k = 0; k < mc->n; k++)
+        mc->v[k]->v.data = NULL;
+    kn_arena_reset(c->A, mc->mark);
+    mc->n = 0;
+}
+
+static int node_reads(const node *n, int k);
+static const node *recomputable(const kn_tape *t, const kn_var *v);
+
+static kn_status materialise(kn_ctx *c, kn_var *v, mat_cache *mc) {
+    if (v->v.data)
+        return KN_OK;
+    const node *p = recomputable(c->tape, v);
+    if (!p || mc->n == (int)(sizeof mc->v / sizeof mc->v[0]))
+        return kn_fail(KN_ERR_INTERNAL, "backward: a value the tape needs was released and cannot be recomputed");
+    kn_var *x = p->in[0];
+    KN_TRY(materialise(c, x, mc));
+    if (!mc->n)
+        mc->mark = kn_arena_mark(c->A);
+    const kn_tensor *ga = p->in[1] ? &p->in[1]->v : NULL, *be = p->in[2] ? &p->in[2]->v : NULL;
+    kn_status st;
+    switch (p->op) {
+    case OP_GN: st = kn_group_norm(c->A, &x->v, p->i0, p->l0, p->f0, ga, be, &v->v, NULL, NULL); break;
+    case OP_LN: st = kn_layer_norm(c->A, &x->v, p->f0, ga, be, &v->v, NULL, NULL); break;
+    case OP_ACT: st = kn_activation(c->A, (kn_act)p->i0, &x->v, &v->v); break;
+    default: st = kn_geglu(c->A, &x->v, &v->v); break;
+    }
+    mc->v[mc->n++] = v;
+    return st;
+}
+
+/* Recomputes the released inputs node n's backward reads; first gives back the cached ones it
+ * does not read. */
+static kn_status materialise_inputs(kn_ctx *c, const node *n, mat_cache *mc) {
+    int keep = 0;
+    for (int j = 0; j < mc->n && !keep; j++)
+        for (int k = 0; k < 4; k++)
+            if (n->in[k] == mc->v[j] && node_reads(n, k))
+                keep = 1;
+    if (!keep)
+        mat_release(c, mc);
+    for (int k = 0; k < 4; k++)
+        if (n->in[k] && !n->in[k]->v.data && node_reads(n, k))
+            KN_TRY(materialise(c, n->in[k], mc));
+    return KN_OK;
+}
+
+static const char *op_names[] = {
+    "linear", "conv2d", "conv_temporal", "group_norm", "layer_norm", "act", "geglu", "attention", "add", "scale",
+    "resize_nearest", "concat", "permute", "add_nc", "repeat", "mean_rows", "slice", "reshape", "embedding", "clamp",
+    "gather", "checkpoint",
+};
+
+/* Does node n's backward read the value of input k (1) / of its output (k = -1)? */
+static int node_reads(const node *n, int k) {
+    switch (n->op) {
+    case OP_LINEAR: case OP_CONV2D: case OP_CONVT: case OP_GN: case OP_LN: return k >= 0;
+    case OP_ACT: case OP_GEGLU: case OP_CLAMP: return k == 0;
+    case OP_ATTN: return 1;
+    case OP_CHECKPOINT: return k >= 0;
+    default: return 0;
+    }
+}
+
+/* Is v the output of a cheap, memory-bound node of tape t (norm, activation, GEGLU) that backward
+ * can run again from its input (which that node's own backward keeps)? Its value then need not
+ * be kept for its readers. */
+static const node *recomputable(const kn_tape *t, const kn_var *v) {
+    if (!v || v->src < 1 || v->src > t->n)
+        return NULL;
+    const node *p = &t->nodes[v->src - 1];
+    if (p->out != v)
+        return NULL;
+    switch (p->op) {
+    case OP_GN: case OP_LN: case OP_ACT: case OP_GEGLU: return p;
+    default: return NULL;
+    }
+}
+
+/* KN_TAPE_STATS=1: what the arena holds when backward starts, by op kind: bytes of each kind's
+ * outputs (views left out), and of those the bytes some node's backward reads. To stderr. */
+static void tape_stats(kn_ctx *c, const kn_var *root) {
+    enum { NK = (int)(sizeof op_names / sizeof op_names[0]) };
+    double made[NK] = {0}, needed[NK] = {0};
+    int cnt[NK] = {0};
+    kn_tape *t = c->tape;
+    for (int i = 0; i < t->n; i++) {
+        const node *n = &t->nodes[i];
+        const kn_var *o = n->out;
+        int view = n->op == OP_RESHAPE || (n->in[0] && n->in[0]->v.data == o->v.data);
+        if (view)
+            continue;
+        double nb = (double)kn_tensor_nbytes(&o->v);
+        made[n->op] += nb;
+        cnt[n->op]++;
+        int need = node_reads(n, -1);
+        /* consumers after i: any node whose input shares o's data and reads it */
+        for (int j = i + 1; j < t->n && !need; j++) {
+            const node *m = &t->nodes[j];
+            for (int k = 0; k < 4 && !need; k++)
+                if (m->in[k] && m->in[k]->v.data == o->v.data && node_reads(m, k))
+                    need = 1;
+        }
+        if (need)
+            needed[n->op] += nb;
+    }
+    double tm = 0, tn = 0;
+    fprintf(stderr, "tape: %d nodes, arena %.1f MiB used at backward start (peak %.1f MiB), root %p\n", t->n,
+            kn_arena_used(c->A) / 1048576.0, kn_arena_peak(c->A) / 1048576.0, (const void *)root);
+    for (int k = 0; k < NK; k++) {
+        if (!cnt[k])
+            continue;
+        fprintf(stderr, "  %-15s %5d outputs %9.1f MiB, read by backward %9.1f MiB\n", op_names[k], cnt[k],
+                made[k] / 1048576.0, needed[k] / 1048576.0);
+        tm += made[k];
+        tn += needed[k];
+    }
+    fprintf(stderr, "  total           %9.1f MiB, read by backward %9.1f MiB\n", tm / 1048576.0, tn / 1048576.0);
+}
+
 kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
     if (!c->tape)
         return kn_fail(KN_ERR_ARG, "backward: the context has no tape");
@@ -524,17 +694,242 @@ kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
             g[i] = seed;
     }
     kn_tape *t = c->tape;
-    for (int i = t->n - 1; i >= 0; i--) {
+    if (getenv("KN_TAPE_STATS"))
+        tape_stats(c, out);
+    /* leaves' gradients (the caller reads them) first, so that the arena above is LIFO scratch */
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < 4; k++) {
+            kn_var *v = t->nodes[i].in[k];
+            if (v && v->requires_grad && v->gown == GOWN_LEAF && !v->g.data && !grad_of(c, v))
+                return kn_ctx_status(c);
+        }
+    mat_cache mc = {0};
+    kn_status st = KN_OK;
+    int i;
+    for (i = t->n - 1; i >= 0 && st == KN_OK; i--) {
         node *n = &t->nodes[i];
         if (!n->out->g.data)
             continue; /* nothing flowed into this node */
-        kn_status st = backward_node(c, n);
-        if (st != KN_OK) {
-            kn_ctx_fail(c, st);
-            return kn_ctx_status(c);
-        }
+        st = materialise_inputs(c, n, &mc);
+        if (st == KN_OK)
+            st = backward_node(c, n);
+        if (n->out != out)
+            grad_release(n->out); /* consumed: nothing before node i reads it */
+    }
+    mat_release(c, &mc);
+    if (st != KN_OK) {
+        for (int j = 0; j <= i; j++)
+            grad_release(t->nodes[j].out);
+        kn_ctx_fail(c, st);
     }
     return kn_ctx_status(c);
+}
+
+/* ------------------------------------------------------------ compaction
+ * With a tape, a scope's end keeps only what backward will read: the values the scope's nodes'
+ * backwards read (node_reads), their statistics, the var structs the tape points at, and the
+ * scope's output; everything else the scope allocated (outputs of adds, permutes, concats, ...
+ * whose consumers need only their gradient) is released. The kept blocks are moved down to the
+ * mark in address order and every pointer into them (var data, var structs in the nodes, node
+ * statistics) is rebased; the data of a var nobody reads becomes NULL (its shape stays).
+ * Contract (the same as without a tape): after kn_ctx_scope_end only the returned var of what the
+ * scope made may be used. */
+
+typedef struct { uint8_t *lo, *hi, *dst; } span;
+
+typedef struct {
+    span *s;
+    int n, cap;
+    uint8_t *lo, *hi; /* the scope's region */
+    int bad;          /* something points into the region that cannot be rebased: keep all */
+} span_set;
+
+static void span_add(span_set *S, const void *p, size_t nb) {
+    const uint8_t *q = p;
+    if (!q || q < S->lo || q >= S->hi || !nb)
+        return;
+    if (S->n == S->cap) {
+        int cap = S->cap ? 2 * S->cap : 256;
+        span *ns = realloc(S->s, (size_t)cap * sizeof *ns);
+        if (!ns) {
+            S->bad = 1;
+            return;
+        }
+        S->s = ns;
+        S->cap = cap;
+    }
+    S->s[S->n++] = (span){(uint8_t *)q, (uint8_t *)q + nb, NULL};
+}
+
+static int span_cmp(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Where p (inside the region) goes, or NULL when p is in no kept span. */
+static void *span_map(const span_set *S, const void *p) {
+    const uint8_t *q = p;
+    int lo = 0, hi = S->n - 1;
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (q < S->s[m].lo)
+            hi = m - 1;
+        else if (q >= S->s[m].hi)
+            lo = m + 1;
+        else
+            return S->s[m].dst + (q - S->s[m].lo);
+    }
+    return NULL;
+}
+
+static int in_region(const span_set *S, const void *p) {
+    return (const uint8_t *)p >= S->lo && (const uint8_t *)p < S->hi;
+}
+
+static void keep_var(span_set *S, kn_var *v) {
+    if (v)
+        span_add(S, v, sizeof *v);
+}
+
+static void keep_data(span_set *S, const kn_var *v) {
+    if (v && v->v.data)
+        span_add(S, v->v.data, kn_tensor_nbytes(&v->v));
+}
+
+/* bytes of a node's statistics / index arrays */
+static size_t aux_bytes(const node *n) {
+    switch (n->op) {
+    case OP_GN: {
+        int64_t fr = n->l0 > 0 ? n->l0 : 1;
+        return (size_t)(n->in[0]->v.shape[0] / fr * n->i0) * sizeof(float);
+    }
+    case OP_LN: {
+        const kn_tensor *x = &n->in[0]->v;
+        return (size_t)(kn_tensor_numel(x) / x->shape[x->ndim - 1]) * sizeof(float);
+    }
+    case OP_ATTN:
+        return (size_t)(n->in[0]->v.shape[0] * n->i0 * n->in[0]->v.shape[1]) * sizeof(float);
+    default:
+        return 0;
+    }
+}
+
+static int ptr_cmp(const void *a, const void *b) {
+    const void *x = *(const void *const *)a, *y = *(const void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void rebase_var_data(const span_set *S, kn_var *v) {
+    if (v && v->v.data && in_region(S, v->v.data))
+        v->v.data = span_map(S, v->v.data);
+}
+
+static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out) {
+    kn_tape *t = c->tape;
+    span_set S = {0};
+    S.lo = kn_arena_ptr(c->A, mark);
+    S.hi = kn_arena_ptr(c->A, kn_arena_mark(c->A));
+    if (S.hi <= S.lo)
+        return out;
+    int first = t->n;
+    while (first > 0 && in_region(&S, t->nodes[first - 1].out))
+        first--;
+    /* what survives */
+    keep_var(&S, out);
+    keep_data(&S, out);
+    for (int i = first; i < t->n; i++) {
+        node *n = &t->nodes[i];
+        keep_var(&S, n->out);
+        if (node_reads(n, -1))
+            keep_data(&S, n->out);
+        for (int k = 0; k < 4; k++) {
+            keep_var(&S, n->in[k]);
+            if (node_reads(n, k) && !recomputable(t, n->in[k]))
+                keep_data(&S, n->in[k]);
+        }
+        size_t ab = aux_bytes(n);
+        span_add(&S, n->aux0, ab);
+        span_add(&S, n->aux1, ab);
+        if (n->op == OP_EMBED)
+            span_add(&S, n->ids, (size_t)(kn_tensor_numel(&n->out->v) / n->out->v.shape[2]) * sizeof(int32_t));
+        if (n->op == OP_GATHER)
+            span_add(&S, n->rows, (size_t)n->out->v.shape[0] * sizeof(int64_t));
+        if (in_region(&S, n->mask) || in_region(&S, n->user))
+            S.bad = 1;
+        for (int k = -1; k < 4; k++) {
+            kn_var *v = k < 0 ? n->out : n->in[k];
+            if (v && v->g.data && in_region(&S, v->g.data))
+                S.bad = 1; /* a gradient made in the scope: leave everything where it is */
+        }
+    }
+    if (S.bad || S.n == 0) {
+        free(S.s);
+        return out;
+    }
+    /* merge overlapping spans (views share data), then assign destinations from the mark up */
+    qsort(S.s, (size_t)S.n, sizeof *S.s, span_cmp);
+    int m = 0;
+    for (int i = 1; i < S.n; i++) {
+        if (S.s[i].lo < S.s[m].hi) {
+            if (S.s[i].hi > S.s[m].hi)
+                S.s[m].hi = S.s[i].hi;
+        } else {
+            S.s[++m] = S.s[i];
+        }
+    }
+    S.n = m + 1;
+    uint8_t *dst = S.lo;
+    for (int i = 0; i < S.n; i++) {
+        /* spans start on the arena's 64-byte grid; keep offsets inside them */
+        S.s[i].dst = dst;
+        dst += ((size_t)(S.s[i].hi - S.s[i].lo) + 63) & ~(size_t)63;
+    }
+    /* rebase the data pointers inside the var structs (still at their old places), each var
+     * once: collect them, sort, drop repeats */
+    int nv = 0, capv = 1 + 5 * (t->n - first);
+    kn_var **vs = malloc((size_t)capv * sizeof *vs);
+    if (!vs) {
+        free(S.s);
+        return out;
+    }
+    vs[nv++] = out;
+    for (int i = first; i < t->n; i++) {
+        node *n = &t->nodes[i];
+        for (int k = -1; k < 4; k++) {
+            kn_var *v = k < 0 ? n->out : n->in[k];
+            if (v)
+                vs[nv++] = v;
+        }
+    }
+    qsort(vs, (size_t)nv, sizeof *vs, ptr_cmp);
+    for (int i = 0; i < nv; i++)
+        if (i == 0 || vs[i] != vs[i - 1])
+            rebase_var_data(&S, vs[i]);
+    free(vs);
+    /* the nodes' pointers into the region */
+    for (int i = first; i < t->n; i++) {
+        node *n = &t->nodes[i];
+        for (int k = 0; k < 4; k++)
+            if (in_region(&S, n->in[k]))
+                n->in[k] = span_map(&S, n->in[k]);
+        n->out = span_map(&S, n->out);
+        if (in_region(&S, n->aux0))
+            n->aux0 = span_map(&S, n->aux0);
+        if (in_region(&S, n->aux1))
+            n->aux1 = span_map(&S, n->aux1);
+        if (in_region(&S, n->ids))
+            n->ids = span_map(&S, n->ids);
+        if (in_region(&S, n->rows))
+            n->rows = span_map(&S, n->rows);
+    }
+    kn_var *r = in_region(&S, out) ? span_map(&S, out) : out;
+    /* move: ascending, every destination at or below its source */
+    for (int i = 0; i < S.n; i++)
+        if (S.s[i].dst != S.s[i].lo)
+            memmove(S.s[i].dst, S.s[i].lo, (size_t)(S.s[i].hi - S.s[i].lo));
+    kn_arena_reset(c->A, mark + (size_t)(dst - S.lo));
+    free(S.s);
+    return r;
 }
 
 /* --------------------------------------------------------------- var ops */
@@ -619,7 +1014,7 @@ kn_var *kn_v_group_norm(kn_ctx *c, kn_var *x, int groups, int64_t frames, float 
     kn_status st = kn_group_norm(c->A, &x->v, groups, frames, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL,
                                  &r->v, mean, rstd);
     node *n = record(c, OP_GN, r);
-    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->i0 = groups; n->l0 = frames; n->aux0 = mean; n->aux1 = rstd; }
+    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->i0 = groups; n->l0 = frames; n->f0 = eps; n->aux0 = mean; n->aux1 = rstd; }
     return finish(c, r, st);
 }
 
@@ -639,7 +1034,7 @@ kn_var *kn_v_layer_norm(kn_ctx *c, kn_var *x, float eps, kn_var *gamma, kn_var *
     }
     kn_status st = kn_layer_norm(c->A, &x->v, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL, &r->v, mean, rstd);
     node *n = record(c, OP_LN, r);
-    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->aux0 = mean; n->aux1 = rstd; }
+    if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->f0 = eps; n->aux0 = mean; n->aux1 = rstd; }
     return finish(c, r, st);
 }
 

@@ -21,6 +21,9 @@ typedef struct kn_var {
     kn_tensor v;       /* value */
     kn_tensor g;       /* gradient (g.data NULL until backward reaches it) */
     int requires_grad; /* parameters in training, and everything computed from them */
+    int gown;          /* backward allocated g.data on the heap and frees it once it is consumed */
+    int src;           /* 1 + index of the tape node that made it (0: none); a norm or activation
+                        * output that a scope released is recomputed from it in backward */
 } kn_var;
 
 typedef struct kn_tape kn_tape;
@@ -32,6 +35,7 @@ typedef struct kn_ctx {
     char error[512];
     int frames;        /* frames per sample in folded (B*T, ...) video, used by temporal layers */
     int checkpointing; /* training: modules that support it recompute their activations in backward */
+    int keep_all;      /* training: scopes keep every activation (the path before compaction; for tests) */
 } kn_ctx;
 
 void kn_ctx_init(kn_ctx *c, kn_arena *A, kn_tape *tape);
@@ -41,9 +45,12 @@ kn_status kn_ctx_status(kn_ctx *c);
 void kn_ctx_fail(kn_ctx *c, kn_status st);
 kn_status kn_ctx_failf(kn_ctx *c, kn_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* A scope for inference memory: after a block computes `out`, kn_ctx_scope_end moves out's data
- * down to the scope's mark and releases everything else allocated in the scope. No-op with a tape
- * (training keeps every activation). Returns the (possibly moved) var. */
+/* A scope for memory: after a block computes `out`, kn_ctx_scope_end moves out's data down to the
+ * scope's mark and releases everything else allocated in the scope. With a tape it also keeps what
+ * the scope's tape nodes' backwards read (and the var structs the tape points at), moved down and
+ * rebased; the data of the scope's other vars is released (their v.data becomes NULL). Either way
+ * only the returned var of what the scope made may be used afterwards. Returns the (possibly moved)
+ * var. */
 size_t kn_ctx_scope_begin(kn_ctx *c);
 kn_var *kn_ctx_scope_end(kn_ctx *c, size_t mark, kn_var *out);
 
