@@ -274,6 +274,8 @@ void kn_tape_clear(kn_tape *t) { t->n = 0; }
  * the step ends, doubling the peak). */
 enum { GOWN_LEAF, GOWN_NODE, GOWN_HEAP };
 
+static size_t heap_live, heap_peak; /* KN_TAPE_STATS: bytes of heap gradients (diagnostic only) */
+
 static node *record(kn_ctx *c, op_kind op, kn_var *out) {
     if (!c->tape || !out || !out->requires_grad)
         return NULL;
@@ -318,6 +320,9 @@ static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
             memset(d, 0, nb);
             v->g = kn_tensor_view(KN_F32, v->v.ndim, v->v.shape, d);
             v->gown = GOWN_HEAP;
+            heap_live += nb;
+            if (heap_live > heap_peak)
+                heap_peak = heap_live;
             return &v->g;
         }
         kn_status st = kn_tensor_zeros(c->A, &v->g, KN_F32, v->v.ndim, v->v.shape);
@@ -331,6 +336,7 @@ static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
 
 static void grad_release(kn_var *v) {
     if (v && v->gown == GOWN_HEAP) {
+        heap_live -= kn_tensor_nbytes(&v->g);
         kn_aligned_free(v->g.data);
         v->g.data = NULL;
         v->gown = GOWN_NODE;
@@ -552,7 +558,7 @@ static kn_status backward_node(kn_ctx *c, node *n) {
 /* Values that a scope released and backward recomputed, kept at the arena top while consecutive
  * nodes read them (q, k and v of one LayerNorm output), then given back. */
 typedef struct {
-    kn_var *v[8];
+    kn_var *v[16];
     int n;
     size_t mark;
 } mat_cache;
@@ -582,6 +588,19 @@ static kn_status materialise(kn_ctx *c, kn_var *v, mat_cache *mc) {
     const kn_tensor *ga = p->in[1] ? &p->in[1]->v : NULL, *be = p->in[2] ? &p->in[2]->v : NULL;
     kn_status st;
     switch (p->op) {
+    case OP_RESHAPE:
+        v->v.data = x->v.data; /* a view */
+        st = KN_OK;
+        break;
+    case OP_PERMUTE: {
+        kn_tensor pv;
+        st = kn_tensor_permute(&x->v, p->perm, &pv);
+        if (st == KN_OK)
+            st = kn_tensor_alloc(c->A, &v->v, KN_F32, pv.ndim, pv.shape);
+        if (st == KN_OK)
+            st = kn_tensor_copy(&v->v, &pv);
+        break;
+    }
     case OP_GN: st = kn_group_norm(c->A, &x->v, p->i0, p->l0, p->f0, ga, be, &v->v, NULL, NULL); break;
     case OP_LN: st = kn_layer_norm(c->A, &x->v, p->f0, ga, be, &v->v, NULL, NULL); break;
     case OP_ACT: st = kn_activation(c->A, (kn_act)p->i0, &x->v, &v->v); break;
@@ -635,49 +654,44 @@ static const node *recomputable(const kn_tape *t, const kn_var *v) {
         return NULL;
     switch (p->op) {
     case OP_GN: case OP_LN: case OP_ACT: case OP_GEGLU: return p;
+    case OP_PERMUTE: case OP_RESHAPE:
+        /* a copy or a view of a recomputable value (GroupNorm -> tokens before proj_in) */
+        return recomputable(t, p->in[0]) ? p : NULL;
     default: return NULL;
     }
 }
 
 /* KN_TAPE_STATS=1: what the arena holds when backward starts, by op kind: bytes of each kind's
- * outputs (views left out), and of those the bytes some node's backward reads. To stderr. */
+ * outputs (views left out), and of those the bytes still held (not released by a scope: read by
+ * some node's backward, or never inside a scope). To stderr. */
 static void tape_stats(kn_ctx *c, const kn_var *root) {
     enum { NK = (int)(sizeof op_names / sizeof op_names[0]) };
-    double made[NK] = {0}, needed[NK] = {0};
+    double made[NK] = {0}, held[NK] = {0};
     int cnt[NK] = {0};
     kn_tape *t = c->tape;
     for (int i = 0; i < t->n; i++) {
         const node *n = &t->nodes[i];
         const kn_var *o = n->out;
-        int view = n->op == OP_RESHAPE || (n->in[0] && n->in[0]->v.data == o->v.data);
-        if (view)
-            continue;
+        if (n->op == OP_RESHAPE || n->op == OP_CHECKPOINT)
+            continue; /* views */
         double nb = (double)kn_tensor_nbytes(&o->v);
         made[n->op] += nb;
         cnt[n->op]++;
-        int need = node_reads(n, -1);
-        /* consumers after i: any node whose input shares o's data and reads it */
-        for (int j = i + 1; j < t->n && !need; j++) {
-            const node *m = &t->nodes[j];
-            for (int k = 0; k < 4 && !need; k++)
-                if (m->in[k] && m->in[k]->v.data == o->v.data && node_reads(m, k))
-                    need = 1;
-        }
-        if (need)
-            needed[n->op] += nb;
+        if (o->v.data)
+            held[n->op] += nb;
     }
-    double tm = 0, tn = 0;
+    double tm = 0, th = 0;
     fprintf(stderr, "tape: %d nodes, arena %.1f MiB used at backward start (peak %.1f MiB), root %p\n", t->n,
             kn_arena_used(c->A) / 1048576.0, kn_arena_peak(c->A) / 1048576.0, (const void *)root);
     for (int k = 0; k < NK; k++) {
         if (!cnt[k])
             continue;
-        fprintf(stderr, "  %-15s %5d outputs %9.1f MiB, read by backward %9.1f MiB\n", op_names[k], cnt[k],
-                made[k] / 1048576.0, needed[k] / 1048576.0);
+        fprintf(stderr, "  %-15s %5d outputs %9.1f MiB, held %9.1f MiB\n", op_names[k], cnt[k], made[k] / 1048576.0,
+                held[k] / 1048576.0);
         tm += made[k];
-        tn += needed[k];
+        th += held[k];
     }
-    fprintf(stderr, "  total           %9.1f MiB, read by backward %9.1f MiB\n", tm / 1048576.0, tn / 1048576.0);
+    fprintf(stderr, "  total           %9.1f MiB, held %9.1f MiB\n", tm / 1048576.0, th / 1048576.0);
 }
 
 kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
@@ -717,6 +731,9 @@ kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
             grad_release(n->out); /* consumed: nothing before node i reads it */
     }
     mat_release(c, &mc);
+    if (getenv("KN_TAPE_STATS"))
+        fprintf(stderr, "tape: backward done, arena peak %.1f MiB, heap gradients peak %.1f MiB\n",
+                kn_arena_peak(c->A) / 1048576.0, heap_peak / 1048576.0);
     if (st != KN_OK) {
         for (int j = 0; j <= i; j++)
             grad_release(t->nodes[j].out);
