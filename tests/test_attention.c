@@ -488,3 +488,68 @@ KT_TEST(softmax_backward_finite_differences) {
     KT_CHECKF(worst < 1e-3, "finite-difference mismatch %.3g", worst);
     free(x), free(w), free(y), free(dx);
 }
+
+/* The short-sequence path (Lk <= one key block: temporal attention over frames) against the
+ * float64 definition — o and lse — on temporal-like shapes (many sequences of 8, 16, 24, 64
+ * frames, several heads, Dv != D, odd sizes, query blocks over 64, masks with fully masked rows,
+ * q/k/v/o as strided views of fused buffers), and bitwise equal for 1, 2 and 3 threads. */
+KT_TEST(attention_short_sequences_match_definition_and_threads) {
+    static const shape_case sc[] = {
+        {64, 8, 8, 2, 64, 64, 0}, {37, 16, 16, 3, 32, 48, 1}, {5, 24, 24, 1, 64, 64, 2},
+        {3, 64, 64, 5, 64, 64, 3}, {2, 100, 128, 2, 16, 16, 1}, {9, 1, 7, 4, 8, 20, 0},
+    };
+    for (size_t ci = 0; ci < sizeof sc / sizeof sc[0]; ci++) {
+        shape_case s = sc[ci];
+        int64_t C = s.H * s.D, Cv = s.H * s.Dv, W = 2 * C + Cv + 5; /* fused row: q | k | v | pad */
+        int64_t Lmax = s.Lq > s.Lk ? s.Lq : s.Lk;
+        float *fused = frand(s.B * Lmax * W, 300 + ci);
+        float *q = malloc((size_t)(s.B * s.Lq * C) * 4), *k = malloc((size_t)(s.B * s.Lk * C) * 4);
+        float *v = malloc((size_t)(s.B * s.Lk * Cv) * 4);
+        for (int64_t b = 0; b < s.B; b++) { /* contiguous copies for the reference */
+            for (int64_t i = 0; i < s.Lq; i++)
+                memcpy(q + (b * s.Lq + i) * C, fused + (b * Lmax + i) * W, (size_t)C * 4);
+            for (int64_t j = 0; j < s.Lk; j++) {
+                memcpy(k + (b * s.Lk + j) * C, fused + (b * Lmax + j) * W + C, (size_t)C * 4);
+                memcpy(v + (b * s.Lk + j) * Cv, fused + (b * Lmax + j) * W + 2 * C, (size_t)Cv * 4);
+            }
+        }
+        int64_t mb = s.mask == 1 ? s.B : 1;
+        float *m = s.mask ? make_mask(mb, s.Lq, s.Lk, 400 + ci, s.Lq > 2 ? 2 : -1) : NULL;
+        int64_t ms3[3] = {mb, s.Lq, s.Lk};
+        kn_tensor tm = kn_tensor_view(KN_F32, s.mask == 3 ? 2 : 3, s.mask == 3 ? ms3 + 1 : ms3, m);
+        /* strided views into the fused buffer, output into a wider buffer too */
+        int64_t sq[3] = {s.B, s.Lq, C}, sk[3] = {s.B, s.Lk, C}, sv[3] = {s.B, s.Lk, Cv}, so[3] = {s.B, s.Lq, Cv};
+        kn_tensor tq = kn_tensor_view(KN_F32, 3, sq, fused), tk = kn_tensor_view(KN_F32, 3, sk, fused + C);
+        kn_tensor tv = kn_tensor_view(KN_F32, 3, sv, fused + 2 * C);
+        tq.stride[0] = tk.stride[0] = tv.stride[0] = Lmax * W;
+        tq.stride[1] = tk.stride[1] = tv.stride[1] = W;
+        int64_t OW = Cv + 3;
+        float *ob[3], *lse[3];
+        for (int t = 0; t < 3; t++) {
+            ob[t] = calloc((size_t)(s.B * s.Lq * OW), 4);
+            lse[t] = malloc((size_t)(s.B * s.H * s.Lq) * 4);
+            kn_tensor to = kn_tensor_view(KN_F32, 3, so, ob[t]);
+            to.stride[0] = s.Lq * OW, to.stride[1] = OW;
+            kn_set_threads(t + 1);
+            KT_OK(kn_attention(NULL, &tq, &tk, &tv, (int)s.H, 0.3f, s.mask ? &tm : NULL, &to, lse[t]));
+        }
+        kn_set_threads(1);
+        double *o = malloc((size_t)(s.B * s.Lq * Cv) * 8), *l = malloc((size_t)(s.B * s.H * s.Lq) * 8);
+        naive_attention(q, k, v, m, mb, s.B, s.Lq, s.Lk, s.H, s.D, s.Dv, 0.3f, o, l, NULL, NULL, NULL, NULL);
+        float *oc = malloc((size_t)(s.B * s.Lq * Cv) * 4);
+        for (int64_t r = 0; r < s.B * s.Lq; r++)
+            memcpy(oc + r * Cv, ob[0] + r * OW, (size_t)Cv * 4);
+        int pad_ok = 1;
+        for (int64_t r = 0; r < s.B * s.Lq; r++)
+            for (int64_t x = Cv; x < OW; x++) pad_ok &= ob[0][r * OW + x] == 0.0f;
+        double eo = max_rel(oc, o, s.B * s.Lq * Cv), el = max_rel(lse[0], l, s.B * s.H * s.Lq);
+        KT_CHECKF(eo < 2e-5 && el < 2e-5, "case %zu: o err %g, lse err %g", ci, eo, el);
+        KT_CHECKF(pad_ok, "case %zu: wrote past the output rows", ci);
+        for (int t = 1; t < 3; t++)
+            KT_CHECKF(memcmp(ob[0], ob[t], (size_t)(s.B * s.Lq * OW) * 4) == 0 &&
+                          memcmp(lse[0], lse[t], (size_t)(s.B * s.H * s.Lq) * 4) == 0,
+                      "case %zu: differs at %d threads", ci, t + 1);
+        for (int t = 0; t < 3; t++) free(ob[t]), free(lse[t]);
+        free(fused), free(q), free(k), free(v), free(m), free(o), free(l), free(oc);
+    }
+}

@@ -413,6 +413,79 @@ static void online_softmax(float *St, int64_t ld, int64_t nk, float *m, float *l
 #endif
 }
 
+/* Softmax over the keys of one whole block (queries in lanes, the block is every key): St <- P / l,
+ * P = exp(St - max). lse[i] = max + log l for i < nq (-inf for a fully masked query, whose P
+ * column becomes 0). */
+static void softmax_cols(float *St, int64_t ld, int64_t nk, int64_t nq, float *lse) {
+#ifdef __AVX512F__
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
+    float lv[16];
+    for (int64_t i = 0; i < ld; i += 16) {
+        __m512 mx = ninf;
+        for (int64_t j = 0; j < nk; j++)
+            mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * ld + i));
+        __mmask16 dead = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
+        __m512 mu = _mm512_mask_mov_ps(mx, dead, zero); /* no -inf - -inf */
+        __m512 sum = zero;
+        for (int64_t j = 0; j < nk; j++) {
+            __m512 p = kn_exp16(_mm512_sub_ps(_mm512_loadu_ps(St + j * ld + i), mu));
+            _mm512_storeu_ps(St + j * ld + i, p);
+            sum = _mm512_add_ps(sum, p);
+        }
+        __mmask16 live = _mm512_cmp_ps_mask(sum, zero, _CMP_GT_OQ);
+        __m512 inv = _mm512_maskz_div_ps(live, _mm512_set1_ps(1.0f), sum);
+        for (int64_t j = 0; j < nk; j++)
+            _mm512_storeu_ps(St + j * ld + i, _mm512_mul_ps(_mm512_loadu_ps(St + j * ld + i), inv));
+        if (lse) {
+            _mm512_storeu_ps(lv, sum);
+            float mxv[16];
+            _mm512_storeu_ps(mxv, mx);
+            for (int64_t x = 0; x < 16 && i + x < nq; x++)
+                lse[i + x] = lv[x] > 0.0f ? mxv[x] + logf(lv[x]) : -INFINITY;
+        }
+    }
+#else
+    for (int64_t i = 0; i < ld; i++) {
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < nk; j++)
+            mx = fmaxf(mx, St[j * ld + i]);
+        float mu = mx == -INFINITY ? 0.0f : mx, sum = 0.0f;
+        for (int64_t j = 0; j < nk; j++) {
+            float p = expf(St[j * ld + i] - mu);
+            St[j * ld + i] = p;
+            sum += p;
+        }
+        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        for (int64_t j = 0; j < nk; j++)
+            St[j * ld + i] *= inv;
+        if (lse && i < nq)
+            lse[i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+    }
+#endif
+}
+
+/* Short sequences (Lk <= KB, e.g. temporal attention over frames): the whole score row fits one
+ * block, so there is no online-softmax bookkeeping, P is normalised before it meets V, and the
+ * output rows are written in place by one register-blocked GEMM with the values as the vector
+ * operand,
+ *     o[i][:] = sum_j (P[j][i] / l[i]) V[j][:]      (R = 6 queries x 4 vectors of Dv per step)
+ * instead of the transposed Ot (Dv x queries, one vector per row) and its transpose back. */
+static void fwd_task_short(const fwd_ctx *c, int64_t t, float *ws) {
+    const att_dims *d = &c->d;
+    int64_t bh = t / c->nqb, qb = t % c->nqb;
+    int64_t b = bh / d->H, h = bh % d->H;
+    int64_t i0 = qb * QB, nq = KN_MIN(QB, d->Lq - i0), ld = round16(nq), nk = d->Lk;
+    float *Qt = ws;             /* (D, ld) */
+    float *St = Qt + d->D * ld; /* (Lk, ld) */
+    pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
+    tile_gemm(nk, ld, d->D, c->k + b * d->ksb + h * d->D, d->ksl, 1, Qt, ld, St, ld, 0);
+    if (c->mask)
+        add_mask(St, ld, nk, nq, c->mask + (d->mask_b == 1 ? 0 : b) * d->Lq * d->Lk + i0 * d->Lk, d->Lk);
+    softmax_cols(St, ld, nk, nq, c->lse ? c->lse + bh * d->Lq + i0 : NULL);
+    tile_gemm(nq, d->Dv, nk, St, 1, ld, c->v + b * d->vsb + h * d->Dv, d->vsl,
+              c->o + b * c->osb + i0 * c->osl + h * d->Dv, c->osl, 0);
+}
+
 static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     const att_dims *d = &c->d;
     int64_t bh = t / c->nqb, qb = t % c->nqb;
@@ -425,7 +498,6 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     float *l = m + QB, *alpha = l + QB;
 
     pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
-    memset(Ot, 0, (size_t)(d->Dv * ld) * sizeof(float));
     for (int64_t i = 0; i < ld; i++)
         m[i] = -INFINITY, l[i] = 0.0f;
     const float *mrow = NULL;
@@ -445,8 +517,8 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
                 for (int64_t i = 0; i < ld; i++)
                     orow[i] *= alpha[i];
             }
-        /* Ot[c][i] += sum_j V[j][c] P[j][i] */
-        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, 1);
+        /* Ot[c][i] += sum_j V[j][c] P[j][i] (the first block writes Ot: the same bits as 0 + ...) */
+        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, j0 > 0);
     }
     float *ob = c->o + b * c->osb + i0 * c->osl + h * d->Dv;
     for (int64_t i = 0; i < nq; i++) {
@@ -461,8 +533,12 @@ static void fwd_worker(int ith, int nth, void *p) {
     const fwd_ctx *c = p;
     int64_t b, e;
     kn_split_range(c->ntasks, ith, nth, &b, &e);
-    for (int64_t t = b; t < e; t++)
-        fwd_task(c, t, g_scratch[ith]);
+    for (int64_t t = b; t < e; t++) {
+        if (c->d.Lk <= KB)
+            fwd_task_short(c, t, g_scratch[ith]);
+        else
+            fwd_task(c, t, g_scratch[ith]);
+    }
 }
 
 kn_status kn_attention(kn_arena *A, const kn_tensor *q, const kn_tensor *k, const kn_tensor *v, int heads,
