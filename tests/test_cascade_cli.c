@@ -92,7 +92,7 @@ static kn_export_opts cascade_opts(const cascade_models *m, kn_dtype dt) {
     kn_export_opts o = {dt, BASE_FPS, BASE_F};
     o.tsr = m->tsr;
     o.ssr = m->ssr;
-    o.cascade = (kn_cascade_info){2, TSR_TIMES, 2, 1.0f, 2, 2, 100, 1, 0, 1.0f};
+    o.cascade = (kn_cascade_info){2, TSR_TIMES, 2, 1.0f, 2, 2, 100, 1, 0, 1.0f, KN_PRED_SAMPLE + 1, 0};
     return o;
 }
 
@@ -159,7 +159,8 @@ KT_TEST(cascade_export_load_export_is_byte_identical) {
     char *mi = read_text(p);
     KT_CHECKF(mi && strstr(mi, "\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") &&
                   strstr(mi, "\"ssr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") && strstr(mi, "\"cascade\"") &&
-                  strstr(mi, "\"noise_aug\":\t100") && strstr(mi, "\"same_noise\":\ttrue"),
+                  strstr(mi, "\"noise_aug\":\t100") && strstr(mi, "\"same_noise\":\ttrue") &&
+                  strstr(mi, "\"prediction_type\":\t\"sample\"") && !strstr(mi, "v_prediction"),
               "model_index.json: %s", mi ? mi : "(missing)");
     free(mi);
     snprintf(p, sizeof p, "%s/tsr/config.json", d1);
@@ -179,7 +180,13 @@ KT_TEST(cascade_export_load_export_is_byte_identical) {
     KT_CHECK(b.cascade.tsr_factor == 2 && b.cascade.tsr_times == TSR_TIMES && b.cascade.tsr_steps == 2 &&
              b.cascade.tsr_guidance == 1.0f && b.cascade.ssr_scale == 2 && b.cascade.ssr_steps == 2 &&
              b.cascade.ssr_noise_aug == 100 && b.cascade.ssr_same_noise == 1 && b.cascade.ssr_chunk == 0 &&
-             b.cascade.ssr_guidance == 1.0f);
+             b.cascade.ssr_guidance == 1.0f && b.cascade.tsr_pred == KN_PRED_SAMPLE + 1 && b.cascade.ssr_pred == 0);
+    {   /* each stage samples with its own prediction type; without one, the base scheduler's */
+        kn_sched_config ts = kn_cascade_stage_sched(&b.cascade, &b.m.sched, 1);
+        kn_sched_config ss = kn_cascade_stage_sched(&b.cascade, &b.m.sched, 0);
+        KT_CHECK(ts.prediction_type == KN_PRED_SAMPLE && ss.prediction_type == b.m.sched.prediction_type &&
+                 ts.num_train_timesteps == b.m.sched.num_train_timesteps && ts.beta_end == b.m.sched.beta_end);
+    }
     if (!b.tsr || !b.ssr)
         goto out;
     KT_CHECK(b.tsr->cfg.fps_cond == 1 && b.tsr->cfg.cond_channels == 5 && b.ssr->cfg.noise_aug_cond == 1 &&
@@ -268,6 +275,7 @@ KT_TEST(cascade_malformed_entries_are_one_line_errors) {
     expect_load_error("\"noise_aug\":\t100", "\"noise_aug\":\t1000", "'noise_aug' must be in 0..999");
     expect_load_error("\"same_noise\":\ttrue", "\"same_noise\":\t3", "same_noise");
     expect_load_error("\"guidance\":\t1", "\"guidance\":\t-1", "'guidance' must be in 0..100");
+    expect_load_error("\"prediction_type\":\t\"sample\"", "\"prediction_type\":\t\"x0\"", "'prediction_type' must be");
     expect_load_error("\"cascade\":\t{", "\"cascade\":\t{\"xsr\": {}, ", "unknown stage 'xsr'");
     expect_load_error("\"cascade\":\t{", "\"cascade\": 3, \"x\":\t{", "\"cascade\": must be an object");
     expect_load_error("\"tsr\":\t{", "\"tsr\":\t[], \"ssr\":\t{", "\"tsr\": must be an object");

@@ -549,6 +549,7 @@ static int eval_stage(int argc, char **argv) {
         goto done;
     }
     kn_stage_params sp = kn_stage_params_default();
+    kn_sched_config ssch = kn_cascade_stage_sched(ci, &c.b.m.sched, tsr);
     sp.steps = steps > 0 ? (int)steps : tsr ? ci->tsr_steps : ci->ssr_steps;
     sp.guidance_scale = guidance >= 0 ? (float)guidance : tsr ? ci->tsr_guidance : ci->ssr_guidance;
     sp.seed = seed;
@@ -625,7 +626,7 @@ static int eval_stage(int argc, char **argv) {
             /* model: encode the low-rate clip, interpolate, decode */
             if (st == KN_OK) st = st_encode(&c, low, lo_F, H, H, c.lat);
             if (st == KN_OK)
-                st = kn_cascade_interpolate(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, lo_F, h, h, k, &sp, c.lat2);
+                st = kn_cascade_interpolate(net, &ssch, c.A, pe, ne, c.L, c.lat, c.C, lo_F, h, h, k, &sp, c.lat2);
             if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[T_MODEL]);
             /* the input frames are kept as they were given, as `kinema interpolate` and frame
              * blending keep them: only the generated frames pass through the VAE */
@@ -646,13 +647,13 @@ static int eval_stage(int argc, char **argv) {
                 st = kn_eval_upsample_clip((kn_resample_kind)(m - S_BIL), low, F, lo_H, lo_H, k, o[m]);
             if (st == KN_OK) st = st_encode(&c, low, F, lo_H, lo_H, c.lat);
             if (st == KN_OK)
-                st = kn_cascade_upscale(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &sp, c.lat2);
+                st = kn_cascade_upscale(net, &ssch, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &sp, c.lat2);
             if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[S_VIDEO]);
             kn_stage_params pf = sp;
             pf.chunk = 1;
             pf.same_noise = 0;
             if (st == KN_OK)
-                st = kn_cascade_upscale(net, &c.b.m.sched, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &pf, c.lat2);
+                st = kn_cascade_upscale(net, &ssch, c.A, pe, ne, c.L, c.lat, c.C, F, h / k, h / k, k, &pf, c.lat2);
             if (st == KN_OK) st = st_decode(&c, c.lat2, F, H, H, o[S_FRAME]);
             if (st == KN_OK && diff_path && i == 0) {
                 const uint8_t *pan[2] = {o[S_FRAME], o[S_VIDEO]};

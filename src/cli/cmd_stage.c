@@ -205,12 +205,13 @@ static int run_stage(stage_kind k, int argc, char **argv) {
         st = kn_t2v_encode_video(&b.m, A, vt.data, F, H, W, 4, lat);
     if (st == KN_OK) {
         const float *pe = emb, *ne = emb + L * D;
+        kn_sched_config ss = kn_cascade_stage_sched(&b.cascade, &b.m.sched, k != ST_UPSCALE);
         if (k == ST_INTERPOLATE)
-            st = kn_cascade_interpolate(u, &b.m.sched, A, pe, ne, L, lat, C, F, h, w, (int)factor, &p, lat_out);
+            st = kn_cascade_interpolate(u, &ss, A, pe, ne, L, lat, C, F, h, w, (int)factor, &p, lat_out);
         else if (k == ST_EXTEND)
-            st = kn_cascade_extend(u, &b.m.sched, A, pe, ne, L, lat, C, F, h, w, Fo, &p, lat_out);
+            st = kn_cascade_extend(u, &ss, A, pe, ne, L, lat, C, F, h, w, Fo, &p, lat_out);
         else
-            st = kn_cascade_upscale(u, &b.m.sched, A, pe, ne, L, lat, C, F, h, w, (int)scale, &p, lat_out);
+            st = kn_cascade_upscale(u, &ss, A, pe, ne, L, lat, C, F, h, w, (int)scale, &p, lat_out);
     }
     if (st == KN_OK)
         st = kn_t2v_decode(&b.m, A, lat_out, Fo, ho, wo, 4, video);

@@ -598,6 +598,9 @@ static int cmd_train(int argc, char **argv) {
     eo.tsr = until >= 2 ? tsr : NULL;
     eo.ssr = until >= 3 ? ssr : NULL;
     eo.cascade = rc.cascade;
+    /* each SR stage samples with what it was trained to predict */
+    eo.cascade.tsr_pred = (int)rc.tsr_opts.objective + 1;
+    eo.cascade.ssr_pred = (int)rc.ssr_opts.objective + 1;
     if (rank == 0 && kn_export_t2v(path, unet, vae, text, &rc.sched, tokdir, "<|endoftext|>", &eo) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
         goto done;

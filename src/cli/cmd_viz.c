@@ -306,6 +306,7 @@ static int flicker(int argc, char **argv) {
     if (st == KN_OK)
         st = kn_eval_upsample_clip(KN_RESAMPLE_BILINEAR, in.rgb, F, lo, lo, s, outs);
     kn_stage_params sp = kn_stage_params_default();
+    kn_sched_config ssch = kn_cascade_stage_sched(ci, &c.b.m.sched, 0);
     sp.steps = steps > 0 ? (int)steps : ci->ssr_steps;
     sp.guidance_scale = ci->ssr_guidance;
     sp.seed = seed;
@@ -314,7 +315,7 @@ static int flicker(int argc, char **argv) {
     for (int k = 0; k < 2 && st == KN_OK; k++) { /* k = 0: per-frame SR, 1: video SR */
         sp.chunk = k ? ci->ssr_chunk : 1;
         sp.same_noise = k ? ci->ssr_same_noise : 0;
-        st = kn_cascade_upscale(c.b.ssr, &c.b.m.sched, c.A, c.emb, c.emb + c.L * c.D, c.L, lat, c.C, F, h, h, s, &sp,
+        st = kn_cascade_upscale(c.b.ssr, &ssch, c.A, c.emb, c.emb + c.L * c.D, c.L, lat, c.C, F, h, h, s, &sp,
                                 lat2);
         mark = kn_arena_mark(c.A);
         if (st == KN_OK)

@@ -378,6 +378,14 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+kn_sched_config kn_cascade_stage_sched(const kn_cascade_info *ci, const kn_sched_config *base, int temporal) {
+    kn_sched_config c = *base;
+    int p = ci ? (temporal ? ci->tsr_pred : ci->ssr_pred) : 0;
+    if (p >= 1 && p <= 3)
+        c.prediction_type = (kn_pred_type)(p - 1);
+    return c;
+}
+
 kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_cascade_info *ci,
                          const kn_sched_config *sched, kn_sched_kind kind, kn_arena *A, const float *pos,
                          const float *neg, int64_t L, uint64_t seed, float *lat, int64_t C, int64_t *F, int64_t *h,
@@ -391,6 +399,7 @@ kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_ca
     if (!next)
         return kn_fail(KN_ERR_NOMEM, "cascade: out of memory for the %lld-frame latents", (long long)Ff);
     int nst = (tsr ? ci->tsr_times : 0) + (ssr ? 1 : 0);
+    kn_sched_config tsched = kn_cascade_stage_sched(ci, sched, 1), ssched = kn_cascade_stage_sched(ci, sched, 0);
     kn_status st = KN_OK;
     for (int s = 0; s < nst && st == KN_OK; s++) {
         int temporal = tsr && s < ci->tsr_times;
@@ -402,7 +411,7 @@ kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_ca
             p.steps = ci->tsr_steps;
             p.guidance_scale = ci->tsr_guidance;
             p.fps = (float)(*fps * ci->tsr_factor);
-            st = kn_cascade_interpolate(tsr, sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->tsr_factor, &p, next);
+            st = kn_cascade_interpolate(tsr, &tsched, A, pos, neg, L, lat, C, *F, *h, *w, ci->tsr_factor, &p, next);
             if (st == KN_OK) {
                 *F *= ci->tsr_factor;
                 *fps *= ci->tsr_factor;
@@ -414,7 +423,7 @@ kn_status kn_cascade_run(const kn_unet3d *tsr, const kn_unet3d *ssr, const kn_ca
             p.same_noise = ci->ssr_same_noise;
             p.chunk = ci->ssr_chunk;
             p.fps = (float)*fps; /* for an fps-conditioned ssr: the clip's rate */
-            st = kn_cascade_upscale(ssr, sched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
+            st = kn_cascade_upscale(ssr, &ssched, A, pos, neg, L, lat, C, *F, *h, *w, ci->ssr_scale, &p, next);
             if (st == KN_OK) {
                 *h *= ci->ssr_scale;
                 *w *= ci->ssr_scale;

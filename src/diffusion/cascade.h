@@ -40,7 +40,14 @@ typedef struct kn_cascade_info {
     float tsr_guidance;
     int ssr_scale, ssr_steps, ssr_noise_aug, ssr_same_noise, ssr_chunk;
     float ssr_guidance;
+    /* what each SR UNet predicts, as kn_pred_type + 1; 0: the same as the base scheduler's
+     * prediction_type (the SR stages share the base's noise schedule, not its objective) */
+    int tsr_pred, ssr_pred;
 } kn_cascade_info;
+
+/* The scheduler config a stage samples with: base's, with the stage's prediction type
+ * (temporal: the tsr's, else the ssr's) when ci gives one. */
+kn_sched_config kn_cascade_stage_sched(const kn_cascade_info *ci, const kn_sched_config *base, int temporal);
 
 kn_status kn_cascade_interpolate(const kn_unet3d *tsr, const kn_sched_config *sched, kn_arena *A, const float *pos,
                                  const float *neg, int64_t L, const float *lat, int64_t C, int64_t F, int64_t h,

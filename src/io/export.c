@@ -190,9 +190,11 @@ static cJSON *clip_config(const kn_clip_text_config *c) {
     return o;
 }
 
+static const char *const pred_names[3] = {"epsilon", "v_prediction", "sample"}; /* kn_pred_type */
+
 static cJSON *sched_config(const kn_sched_config *c) {
     static const char *bs[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
-    static const char *pt[] = {"epsilon", "v_prediction", "sample"};
+    const char *const *pt = pred_names;
     static const char *sp[] = {"leading", "linspace", "trailing"};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "_class_name", "DDIMScheduler");
@@ -249,6 +251,8 @@ static cJSON *cascade_json(const kn_export_opts *o) {
         cJSON_AddNumberToObject(t, "times", c->tsr_times);
         cJSON_AddNumberToObject(t, "steps", c->tsr_steps);
         cJSON_AddNumberToObject(t, "guidance", fnum(c->tsr_guidance));
+        if (c->tsr_pred >= 1 && c->tsr_pred <= 3)
+            cJSON_AddStringToObject(t, "prediction_type", pred_names[c->tsr_pred - 1]);
     }
     if (o->ssr) {
         cJSON *s = cJSON_AddObjectToObject(k, "ssr");
@@ -258,6 +262,8 @@ static cJSON *cascade_json(const kn_export_opts *o) {
         cJSON_AddBoolToObject(s, "same_noise", c->ssr_same_noise != 0);
         cJSON_AddNumberToObject(s, "chunk", c->ssr_chunk);
         cJSON_AddNumberToObject(s, "guidance", fnum(c->ssr_guidance));
+        if (c->ssr_pred >= 1 && c->ssr_pred <= 3)
+            cJSON_AddStringToObject(s, "prediction_type", pred_names[c->ssr_pred - 1]);
     }
     return k;
 }
@@ -287,6 +293,9 @@ static kn_status check_cascade(const char *dir, const kn_unet3d *unet, const kn_
     if (o->ssr && c->ssr_noise_aug > 0 && !o->ssr->cfg.noise_aug_cond)
         return kn_fail(KN_ERR_ARG, "%s: cascade ssr noise_aug %d needs an ssr UNet with noise_aug_cond", dir,
                        c->ssr_noise_aug);
+    if (c->tsr_pred < 0 || c->tsr_pred > 3 || c->ssr_pred < 0 || c->ssr_pred > 3)
+        return kn_fail(KN_ERR_ARG, "%s: cascade prediction types %d, %d out of range (0..3)", dir, c->tsr_pred,
+                       c->ssr_pred);
     if (o->tsr && (c->tsr_factor < 2 || c->tsr_factor > 8 || c->tsr_times < 1 || c->tsr_times > 4 || c->tsr_steps < 1 ||
                    c->tsr_steps > KN_SCHED_MAX_STEPS || !(c->tsr_guidance >= 0 && c->tsr_guidance <= 100)))
         return kn_fail(KN_ERR_ARG, "%s: cascade tsr factor %d (2..8), times %d (1..4), steps %d (1..%d), guidance %g "

@@ -109,6 +109,22 @@ static kn_status int_in(const kn_config *c, const char *name, const char *key, i
     return KN_OK;
 }
 
+/* A stage's "prediction_type" (optional): *out = kn_pred_type + 1, 0 when absent. */
+static kn_status pred_in(const kn_config *c, const char *name, int *out) {
+    const char *v = NULL;
+    KN_TRY(kn_config_str(c, "prediction_type", NULL, &v));
+    *out = 0;
+    if (!v)
+        return KN_OK;
+    static const char *const names[3] = {"epsilon", "v_prediction", "sample"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i + 1;
+            return KN_OK;
+        }
+    return kn_fail(KN_ERR_FORMAT, "%s: 'prediction_type' must be epsilon, v_prediction or sample, got '%.64s'", name, v);
+}
+
 static kn_status guidance_in(const kn_config *c, const char *name, float *out) {
     double g;
     KN_TRY(kn_config_float(c, "guidance", 1.0, &g));
@@ -121,7 +137,8 @@ static kn_status guidance_in(const kn_config *c, const char *name, float *out) {
 /* model_index.json "kinema": {"fps", "frames", "cascade": {"tsr": {...}, "ssr": {...}}}.
  * fps and frames are hints (out-of-range values are ignored, as before); the cascade is checked:
  * a malformed entry is an error, missing keys take the defaults (factor 2, times 1, steps 20,
- * guidance 1; scale 2, noise_aug 0, same_noise false, chunk 0). *has_tsr / *has_ssr: the entries
+ * guidance 1; scale 2, noise_aug 0, same_noise false, chunk 0; prediction_type: the base
+ * scheduler's). *has_tsr / *has_ssr: the entries
  * present. */
 static kn_status load_kinema(const char *dir, kn_t2v_bundle *b, int *has_tsr, int *has_ssr) {
     kn_cascade_info *ci = &b->cascade;
@@ -169,7 +186,7 @@ static kn_status load_kinema(const char *dir, kn_t2v_bundle *b, int *has_tsr, in
         if ((st = int_in(t, name, "factor", 2, 2, 8, &ci->tsr_factor)) != KN_OK ||
             (st = int_in(t, name, "times", 1, 1, 4, &ci->tsr_times)) != KN_OK ||
             (st = int_in(t, name, "steps", 20, 1, KN_SCHED_MAX_STEPS, &ci->tsr_steps)) != KN_OK ||
-            (st = guidance_in(t, name, &ci->tsr_guidance)) != KN_OK)
+            (st = guidance_in(t, name, &ci->tsr_guidance)) != KN_OK || (st = pred_in(t, name, &ci->tsr_pred)) != KN_OK)
             goto out;
         *has_tsr = 1;
     }
@@ -184,7 +201,7 @@ static kn_status load_kinema(const char *dir, kn_t2v_bundle *b, int *has_tsr, in
             (st = int_in(s, name, "noise_aug", 0, 0, 999, &ci->ssr_noise_aug)) != KN_OK ||
             (st = kn_config_bool(s, "same_noise", 0, &ci->ssr_same_noise)) != KN_OK ||
             (st = int_in(s, name, "chunk", 0, 0, 1 << 20, &ci->ssr_chunk)) != KN_OK ||
-            (st = guidance_in(s, name, &ci->ssr_guidance)) != KN_OK)
+            (st = guidance_in(s, name, &ci->ssr_guidance)) != KN_OK || (st = pred_in(s, name, &ci->ssr_pred)) != KN_OK)
             goto out;
         *has_ssr = 1;
     }
