@@ -553,3 +553,26 @@ KT_TEST(attention_short_sequences_match_definition_and_threads) {
         free(fused), free(q), free(k), free(v), free(m), free(o), free(l), free(oc);
     }
 }
+
+/* The short path (Lk = 128 keys, one block) gives the bits of the blocked online-softmax path: the
+ * same keys plus 2 fully masked ones (Lk = 130, two blocks, the second adds exact zeros). */
+KT_TEST(attention_short_path_bitwise_equals_blocked_path) {
+    int64_t B = 2, Lq = 70, H = 2, D = 24, Dv = 40, C = H * D, Cv = H * Dv;
+    float *q = frand(B * Lq * C, 91), *k = frand(B * 130 * C, 92), *v = frand(B * 130 * Cv, 93);
+    float *m128 = make_mask(1, Lq, 128, 94, 5), *m130 = malloc((size_t)(Lq * 130) * 4);
+    for (int64_t i = 0; i < Lq; i++)
+        for (int64_t j = 0; j < 130; j++) m130[i * 130 + j] = j < 128 ? m128[i * 128 + j] : -INFINITY;
+    float *o1 = malloc((size_t)(B * Lq * Cv) * 4), *o2 = malloc((size_t)(B * Lq * Cv) * 4);
+    float *l1 = malloc((size_t)(B * H * Lq) * 4), *l2 = malloc((size_t)(B * H * Lq) * 4);
+    kn_tensor tq = t3(q, B, Lq, C), to1 = t3(o1, B, Lq, Cv), to2 = t3(o2, B, Lq, Cv);
+    kn_tensor tk1 = t3(k, B, 128, C), tv1 = t3(v, B, 128, Cv), tk2 = t3(k, B, 130, C), tv2 = t3(v, B, 130, Cv);
+    tk1.stride[0] = 130 * C, tv1.stride[0] = 130 * Cv; /* the first 128 keys of each batch */
+    int64_t s1[2] = {Lq, 128}, s2[2] = {Lq, 130};
+    kn_tensor tm1 = kn_tensor_view(KN_F32, 2, s1, m128), tm2 = kn_tensor_view(KN_F32, 2, s2, m130);
+    KT_OK(kn_attention(NULL, &tq, &tk1, &tv1, (int)H, 0.2f, &tm1, &to1, l1));
+    KT_OK(kn_attention(NULL, &tq, &tk2, &tv2, (int)H, 0.2f, &tm2, &to2, l2));
+    KT_CHECK(memcmp(o1, o2, (size_t)(B * Lq * Cv) * 4) == 0);
+    KT_CHECK(memcmp(l1, l2, (size_t)(B * H * Lq) * 4) == 0);
+    KT_CHECK(isinf(l1[5]) && o1[5 * Cv] == 0.0f); /* the fully masked query row 5 */
+    free(q), free(k), free(v), free(m128), free(m130), free(o1), free(o2), free(l1), free(l2);
+}

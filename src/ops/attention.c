@@ -85,13 +85,15 @@ static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 /* ------------------------------------------------------------ tile GEMM
  * C[r][0:n] (+)= sum_{k<kk} A[r*ars + k*aks] * B[k*ldb + 0:n]   for r < m.
  * A is the broadcast operand (any strides: K, V or a score tile read in place), B is row-major with
- * the n columns contiguous (vectors). Each C element is one sum in k order. acc = 0 overwrites C. */
+ * the n columns contiguous (vectors). Each C element is one sum in k order. acc = 0 overwrites C.
+ * rs (or NULL): row r of the result is multiplied by rs[r] as it is stored. */
 #ifdef __AVX512F__
 
 /* R rows x NV vectors of C in registers; the last vector is masked by tail. */
 static inline __attribute__((always_inline)) void micro(const int R, const int NV, int64_t kk, const float *A,
                                                         int64_t ars, int64_t aks, const float *B, int64_t ldb,
-                                                        float *C, int64_t ldc, __mmask16 tail, int acc) {
+                                                        float *C, int64_t ldc, __mmask16 tail, int acc,
+                                                        const float *rs) {
     __m512 c[6][4];
 #pragma GCC unroll 6
     for (int r = 0; r < 6; r++)
@@ -124,11 +126,12 @@ static inline __attribute__((always_inline)) void micro(const int R, const int N
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             if (r < R && v < NV)
-                _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? tail : 0xffff, c[r][v]);
+                _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? tail : 0xffff,
+                                      rs ? _mm512_mul_ps(c[r][v], _mm512_set1_ps(rs[r])) : c[r][v]);
 }
 
 static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t ars, int64_t aks, const float *B,
-                      int64_t ldb, float *C, int64_t ldc, int acc) {
+                      int64_t ldb, float *C, int64_t ldc, int acc, const float *rs) {
     for (int64_t c0 = 0; c0 < n; c0 += 64) {
         int64_t nc = KN_MIN(64, n - c0);
         int NV = (int)((nc + 15) / 16);
@@ -140,7 +143,7 @@ static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t 
             const float *b = B + c0;
             float *c = C + r0 * ldc + c0;
 #define KN_MK(r, v) \
-    case r * 8 + v: micro(r, v, kk, a, ars, aks, b, ldb, c, ldc, tail, acc); break;
+    case r * 8 + v: micro(r, v, kk, a, ars, aks, b, ldb, c, ldc, tail, acc, rs ? rs + r0 : NULL); break;
             switch (R * 8 + NV) {
                 KN_MK(1, 1) KN_MK(1, 2) KN_MK(1, 3) KN_MK(1, 4)
                 KN_MK(2, 1) KN_MK(2, 2) KN_MK(2, 3) KN_MK(2, 4)
@@ -158,7 +161,7 @@ static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t 
 #else /* portable scalar fallback */
 
 static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t ars, int64_t aks, const float *B,
-                      int64_t ldb, float *C, int64_t ldc, int acc) {
+                      int64_t ldb, float *C, int64_t ldc, int acc, const float *rs) {
     for (int64_t r = 0; r < m; r++) {
         float *c = C + r * ldc;
         if (!acc)
@@ -169,6 +172,9 @@ static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t 
             for (int64_t j = 0; j < n; j++)
                 c[j] += a * b[j];
         }
+        if (rs)
+            for (int64_t j = 0; j < n; j++)
+                c[j] *= rs[r];
     }
 }
 
@@ -413,63 +419,57 @@ static void online_softmax(float *St, int64_t ld, int64_t nk, float *m, float *l
 #endif
 }
 
-/* Softmax over the keys of one whole block (queries in lanes, the block is every key): St <- P / l,
- * P = exp(St - max). lse[i] = max + log l for i < nq (-inf for a fully masked query, whose P
- * column becomes 0). */
-static void softmax_cols(float *St, int64_t ld, int64_t nk, int64_t nq, float *lse) {
+/* Softmax over the keys of one whole block (queries in lanes, the block is every key): St <- P =
+ * exp(St - max), inv[i] = 1 / l (0 for a fully masked query), lse[i] = max + log l (-inf) for
+ * i < nq. The same operations in the same order as online_softmax on a first block, so the short
+ * path below gives the bits of the blocked one. */
+static void softmax_cols(float *St, int64_t ld, int64_t nk, int64_t nq, float *lse, float *inv) {
+    float mx[QB], l[QB];
 #ifdef __AVX512F__
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
-    float lv[16];
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int64_t i = 0; i < ld; i += 16) {
-        __m512 mx = ninf;
+        __m512 m = ninf;
         for (int64_t j = 0; j < nk; j++)
-            mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * ld + i));
-        __mmask16 dead = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
-        __m512 mu = _mm512_mask_mov_ps(mx, dead, zero); /* no -inf - -inf */
-        __m512 sum = zero;
+            m = _mm512_max_ps(m, _mm512_loadu_ps(St + j * ld + i));
+        /* a fully masked query subtracts 0 instead of -inf (no NaN) */
+        __m512 mu = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < nk; j++) {
             __m512 p = kn_exp16(_mm512_sub_ps(_mm512_loadu_ps(St + j * ld + i), mu));
             _mm512_storeu_ps(St + j * ld + i, p);
             sum = _mm512_add_ps(sum, p);
         }
-        __mmask16 live = _mm512_cmp_ps_mask(sum, zero, _CMP_GT_OQ);
-        __m512 inv = _mm512_maskz_div_ps(live, _mm512_set1_ps(1.0f), sum);
-        for (int64_t j = 0; j < nk; j++)
-            _mm512_storeu_ps(St + j * ld + i, _mm512_mul_ps(_mm512_loadu_ps(St + j * ld + i), inv));
-        if (lse) {
-            _mm512_storeu_ps(lv, sum);
-            float mxv[16];
-            _mm512_storeu_ps(mxv, mx);
-            for (int64_t x = 0; x < 16 && i + x < nq; x++)
-                lse[i + x] = lv[x] > 0.0f ? mxv[x] + logf(lv[x]) : -INFINITY;
-        }
+        _mm512_storeu_ps(mx + i, m);
+        _mm512_storeu_ps(l + i, sum);
     }
 #else
     for (int64_t i = 0; i < ld; i++) {
-        float mx = -INFINITY;
+        float m = -INFINITY;
         for (int64_t j = 0; j < nk; j++)
-            mx = fmaxf(mx, St[j * ld + i]);
-        float mu = mx == -INFINITY ? 0.0f : mx, sum = 0.0f;
+            m = fmaxf(m, St[j * ld + i]);
+        float mu = m == -INFINITY ? 0.0f : m, sum = 0.0f;
         for (int64_t j = 0; j < nk; j++) {
             float p = expf(St[j * ld + i] - mu);
             St[j * ld + i] = p;
             sum += p;
         }
-        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        for (int64_t j = 0; j < nk; j++)
-            St[j * ld + i] *= inv;
-        if (lse && i < nq)
-            lse[i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+        mx[i] = m, l[i] = sum;
     }
 #endif
+    for (int64_t i = 0; i < nq; i++) {
+        inv[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        if (lse)
+            lse[i] = l[i] > 0.0f ? mx[i] + logf(l[i]) : -INFINITY;
+    }
 }
 
 /* Short sequences (Lk <= KB, e.g. temporal attention over frames): the whole score row fits one
- * block, so there is no online-softmax bookkeeping, P is normalised before it meets V, and the
- * output rows are written in place by one register-blocked GEMM with the values as the vector
- * operand,
- *     o[i][:] = sum_j (P[j][i] / l[i]) V[j][:]      (R = 6 queries x 4 vectors of Dv per step)
- * instead of the transposed Ot (Dv x queries, one vector per row) and its transpose back. */
+ * block, so there is no online-softmax bookkeeping, and the output rows are written in place by one
+ * register-blocked GEMM with the values as the vector operand,
+ *     o[i][:] = (sum_j P[j][i] V[j][:]) / l[i]      (R = 6 queries x 4 vectors of Dv per step)
+ * instead of the transposed Ot (Dv x queries, one vector per row) and its transpose back. Each
+ * o element is the same fma chain in the same order as in fwd_task, so results are bitwise the
+ * same as the blocked path's. */
 static void fwd_task_short(const fwd_ctx *c, int64_t t, float *ws) {
     const att_dims *d = &c->d;
     int64_t bh = t / c->nqb, qb = t % c->nqb;
@@ -477,13 +477,14 @@ static void fwd_task_short(const fwd_ctx *c, int64_t t, float *ws) {
     int64_t i0 = qb * QB, nq = KN_MIN(QB, d->Lq - i0), ld = round16(nq), nk = d->Lk;
     float *Qt = ws;             /* (D, ld) */
     float *St = Qt + d->D * ld; /* (Lk, ld) */
+    float inv[QB];
     pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
-    tile_gemm(nk, ld, d->D, c->k + b * d->ksb + h * d->D, d->ksl, 1, Qt, ld, St, ld, 0);
+    tile_gemm(nk, ld, d->D, c->k + b * d->ksb + h * d->D, d->ksl, 1, Qt, ld, St, ld, 0, NULL);
     if (c->mask)
         add_mask(St, ld, nk, nq, c->mask + (d->mask_b == 1 ? 0 : b) * d->Lq * d->Lk + i0 * d->Lk, d->Lk);
-    softmax_cols(St, ld, nk, nq, c->lse ? c->lse + bh * d->Lq + i0 : NULL);
-    tile_gemm(nq, d->Dv, nk, St, 1, ld, c->v + b * d->vsb + h * d->Dv, d->vsl,
-              c->o + b * c->osb + i0 * c->osl + h * d->Dv, c->osl, 0);
+    softmax_cols(St, ld, nk, nq, c->lse ? c->lse + bh * d->Lq + i0 : NULL, inv);
+    float *ob = c->o + b * c->osb + i0 * c->osl + h * d->Dv;
+    tile_gemm(nq, d->Dv, nk, St, 1, ld, c->v + b * d->vsb + h * d->Dv, d->vsl, ob, c->osl, 0, inv);
 }
 
 static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
@@ -507,7 +508,7 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     const float *vb = c->v + b * d->vsb + h * d->Dv;
     for (int64_t j0 = 0; j0 < d->Lk; j0 += KB) {
         int64_t nk = KN_MIN(KB, d->Lk - j0);
-        tile_gemm(nk, ld, d->D, kb + j0 * d->ksl, d->ksl, 1, Qt, ld, St, ld, 0);
+        tile_gemm(nk, ld, d->D, kb + j0 * d->ksl, d->ksl, 1, Qt, ld, St, ld, 0, NULL);
         if (mrow)
             add_mask(St, ld, nk, nq, mrow + j0, d->Lk);
         online_softmax(St, ld, nk, m, l, alpha);
@@ -518,7 +519,7 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
                     orow[i] *= alpha[i];
             }
         /* Ot[c][i] += sum_j V[j][c] P[j][i] (the first block writes Ot: the same bits as 0 + ...) */
-        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, j0 > 0);
+        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, j0 > 0, NULL);
     }
     float *ob = c->o + b * c->osb + i0 * c->osl + h * d->Dv;
     for (int64_t i = 0; i < nq; i++) {
@@ -631,14 +632,14 @@ static void bwd_kv_task(const bwd_ctx *c, int64_t t, float *ws) {
         const float *gp = c->dout + b * c->gsb + i0 * c->gsl + h * d->Dv;
         pack_t(Qt, ld, qp, d->qsl, nq, d->D, c->scale);
         pack_t(dOt, ld, gp, c->gsl, nq, d->Dv, 1.0f);
-        tile_gemm(nk, ld, d->D, kp, d->ksl, 1, Qt, ld, St, ld, 0);
-        tile_gemm(nk, ld, d->Dv, vp, d->vsl, 1, dOt, ld, dPt, ld, 0);
+        tile_gemm(nk, ld, d->D, kp, d->ksl, 1, Qt, ld, St, ld, 0, NULL);
+        tile_gemm(nk, ld, d->Dv, vp, d->vsl, 1, dOt, ld, dPt, ld, 0, NULL);
         bwd_scores(c, b, bh, i0, nq, ld, j0, nk, St, dPt, lsev, Dvec);
         /* dV[j][c] += sum_i P[j][i] dO[i][c];  dK[j][c] += sum_i dS[j][i] Q[i][c] */
         if (c->dv)
-            tile_gemm(nk, d->Dv, nq, St, ld, 1, gp, c->gsl, dV, d->Dv, 1);
+            tile_gemm(nk, d->Dv, nq, St, ld, 1, gp, c->gsl, dV, d->Dv, 1, NULL);
         if (c->dk)
-            tile_gemm(nk, d->D, nq, dPt, ld, 1, qp, d->qsl, dK, d->D, 1);
+            tile_gemm(nk, d->D, nq, dPt, ld, 1, qp, d->qsl, dK, d->D, 1, NULL);
     }
     for (int64_t j = 0; j < nk; j++) {
         if (c->dk) {
@@ -673,11 +674,11 @@ static void bwd_q_task(const bwd_ctx *c, int64_t t, float *ws) {
     const float *vb = c->v + b * d->vsb + h * d->Dv;
     for (int64_t j0 = 0; j0 < d->Lk; j0 += KB) {
         int64_t nk = KN_MIN(KB, d->Lk - j0);
-        tile_gemm(nk, ld, d->D, kb + j0 * d->ksl, d->ksl, 1, Qt, ld, St, ld, 0);
-        tile_gemm(nk, ld, d->Dv, vb + j0 * d->vsl, d->vsl, 1, dOt, ld, dPt, ld, 0);
+        tile_gemm(nk, ld, d->D, kb + j0 * d->ksl, d->ksl, 1, Qt, ld, St, ld, 0, NULL);
+        tile_gemm(nk, ld, d->Dv, vb + j0 * d->vsl, d->vsl, 1, dOt, ld, dPt, ld, 0, NULL);
         bwd_scores(c, b, bh, i0, nq, ld, j0, nk, St, dPt, lsev, Dvec);
         /* dQt[x][i] += sum_j K[j][x] dS[j][i] */
-        tile_gemm(d->D, ld, nk, kb + j0 * d->ksl, 1, d->ksl, dPt, ld, dQt, ld, 1);
+        tile_gemm(d->D, ld, nk, kb + j0 * d->ksl, 1, d->ksl, dPt, ld, dQt, ld, 1, NULL);
     }
     float *dst = c->dq + b * c->dqsb + i0 * c->dqsl + h * d->D;
     for (int64_t i = 0; i < nq; i++)
