@@ -111,8 +111,8 @@ static int clip_is_image(const kn_train_data *d, uint64_t seed, uint64_t index) 
 
 /* Training clip number `index` as floats (3, T, H, W) in [-1, 1] and its caption text. An image
  * sample repeats one frame of its clip over T. */
-static kn_status draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, char *caption, size_t cap,
-                           uint8_t *rgb, float *out) {
+kn_status kn_train_draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, char *caption, size_t cap,
+                             uint8_t *rgb, float *out) {
     if (d->source)
         return d->source(index, out, caption, cap, d->source_user);
     kn_shapes_caption c;
@@ -156,7 +156,7 @@ kn_status kn_train_vae(kn_vae *vae, kn_stage_state *s, const kn_train_opts *o, c
         for (int b = 0; b < d->batch && st == KN_OK; b++) {
             char cap[512];
             uint64_t si = kn_train_sample_index(o, s->step, d->batch, b);
-            st = draw_clip(d, o->seed, si, cap, sizeof cap, rgb, clip);
+            st = kn_train_draw_clip(d, o->seed, si, cap, sizeof cap, rgb, clip);
             for (int j = 0; j < d->vae_frames && st == KN_OK; j++) {
                 uint64_t fi = si * (uint64_t)d->vae_frames + (uint64_t)j;
                 int64_t t = (int64_t)(kn_train_uniform(kn_train_mix(o->seed, S_FRAME, 0), fi) * T);
@@ -223,7 +223,7 @@ kn_status kn_vae_measure_scale(kn_vae *vae, const kn_train_data *d, uint64_t see
         if (!rgb || !clip || !x)
             return KN_ERR_NOMEM;
         char cap[512];
-        KN_TRY(draw_clip(d, seed ^ 0xabcdefULL, (uint64_t)i, cap, sizeof cap, rgb, clip));
+        KN_TRY(kn_train_draw_clip(d, seed ^ 0xabcdefULL, (uint64_t)i, cap, sizeof cap, rgb, clip));
         for (int64_t t = 0; t < T; t++)
             for (int ch = 0; ch < 3; ch++)
                 memcpy((float *)x->v.data + (t * 3 + ch) * HW, clip + (ch * T + t) * HW, (size_t)HW * sizeof(float));
@@ -252,6 +252,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
                         kn_tokenize_fn tok, void *tok_user, kn_arena *A, kn_train_progress_fn progress, void *user) {
     if (o->freeze_spatial)
         KN_TRY(kn_adamw_freeze(&s_unet->opt, spatial_param, NULL, NULL));
+    const int text_frozen = o->freeze_spatial || o->freeze_text;
     kn_scheduler sc;
     KN_TRY(kn_sched_init(&sc, sched, KN_SCHED_DDPM));
     int64_t T0 = d->frames, S = d->size, HW = S * S;
@@ -295,7 +296,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         for (int64_t b = 0; b < B && st == KN_OK; b++) {
             char text_buf[512];
             uint64_t si = kn_train_sample_index(o, step, B, b);
-            if ((st = draw_clip(d, o->seed, si, text_buf, sizeof text_buf, rgb, clip)) != KN_OK)
+            if ((st = kn_train_draw_clip(d, o->seed, si, text_buf, sizeof text_buf, rgb, clip)) != KN_OK)
                 break;
             int drop = kn_train_uniform(kn_train_mix(o->seed, S_DROP, 0), si) < o->cond_dropout;
             if ((st = tok(drop ? "" : text_buf, ids + b * L, (int)L, tok_user)) != KN_OK)
@@ -356,7 +357,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
                                     target + b * nl);
         }
         kn_var *emb;
-        if (o->freeze_spatial) { /* a frozen text encoder: its forward off the tape, a constant input */
+        if (text_frozen) { /* a frozen text encoder: its forward off the tape, a constant input */
             kn_ctx ct;
             kn_ctx_init(&ct, A, NULL);
             emb = kn_clip_text_forward(&ct, text, ids, B, L, 0, NULL, NULL, NULL);
@@ -376,7 +377,7 @@ kn_status kn_train_unet(kn_unet3d *unet, kn_clip_text *text, const kn_vae *vae, 
         if ((st = kn_train_mse_backward(&c, pred, target, wts, &loss)) != KN_OK)
             break;
         if ((st = kn_train_opt_step(s_unet, &unet->P, o)) != KN_OK ||
-            (!o->freeze_spatial && (st = kn_train_opt_step(s_text, &text->P, o)) != KN_OK))
+            (!text_frozen && (st = kn_train_opt_step(s_text, &text->P, o)) != KN_OK))
             break;
         if (!isfinite(loss)) {
             st = kn_fail(KN_ERR_INTERNAL, "unet training diverged at step %lld (loss %g)", (long long)step, loss);

@@ -80,6 +80,11 @@ typedef struct kn_train_opts {
      * untouched, its gradient left out of the clipping norm) and the text encoder is not trained
      * (no backward through it, no optimiser or EMA step): both stay as loaded. */
     int freeze_spatial;
+    /* UNet stage: the text encoder comes trained (the CLIP stage, train/clip_train.h, or --init)
+     * and stays frozen: its forward runs off the tape, no backward through it, no optimiser or
+     * EMA step (as under freeze_spatial, which implies it). Make-A-Video and Imagen both
+     * condition on a text encoder trained beforehand and frozen. */
+    int freeze_text;
 } kn_train_opts;
 
 /* Progress: called after every step with the loss. Return nonzero to stop early. */
@@ -109,6 +114,12 @@ kn_status kn_train_opt_step(kn_stage_state *s, kn_params *P, const kn_train_opts
  * the objective's target (eps, v or x0); returns the min-SNR-gamma weight (1 when off). */
 float kn_train_noise(const kn_scheduler *sc, int t, const kn_train_opts *o, const float *x0, const float *eps,
                      int64_t n, float *xt, float *target);
+
+/* Training clip number `index` of d (Shapes-T2V through the recipe's fps and image draws, or
+ * d->source) as floats (3, T, H, W) in [-1, 1] and its caption; rgb is scratch of
+ * kn_shapes_clip_bytes({size, frames, fps}) bytes. A pure function of (d, seed, index). */
+kn_status kn_train_draw_clip(const kn_train_data *d, uint64_t seed, uint64_t index, char *caption, size_t cap,
+                             uint8_t *rgb, float *out);
 
 /* the per-sample weighted MSE of pred against target (same shape), its gradient, and backward
  * through the tape of c; *loss receives the loss. */
