@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ ctx */
 
@@ -246,21 +248,115 @@ typedef struct node {
     int perm[KN_MAX_DIMS];
 } node;
 
+/* The gradients of node outputs: a best-fit free list over one reserved mapping (committed as
+ * touched). Their lifetimes are not LIFO, so they cannot share the arena; unlike malloc, the
+ * pages stay committed from one step to the next (no page faults after the first step) and the
+ * footprint is the high-water mark of live gradients plus fragmentation. */
+typedef struct { size_t off, len; } gspan;
+
+typedef struct gpool {
+    uint8_t *base;
+    size_t cap, top; /* [0, top) is in use or on the free list */
+    gspan *fr;       /* free ranges below top, sorted by offset, coalesced */
+    int nfr, capfr;
+} gpool;
+
+static void *gpool_alloc(gpool *p, size_t nb) {
+    nb = (nb + 63) & ~(size_t)63;
+    if (!p->base) {
+        size_t cap = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        p->base = m;
+        p->cap = cap;
+    }
+    int best = -1;
+    for (int i = 0; i < p->nfr; i++)
+        if (p->fr[i].len >= nb && (best < 0 || p->fr[i].len < p->fr[best].len))
+            best = i;
+    if (best >= 0) {
+        size_t off = p->fr[best].off;
+        p->fr[best].off += nb;
+        p->fr[best].len -= nb;
+        if (!p->fr[best].len) {
+            memmove(p->fr + best, p->fr + best + 1, (size_t)(p->nfr - best - 1) * sizeof *p->fr);
+            p->nfr--;
+        }
+        return p->base + off;
+    }
+    if (nb > p->cap - p->top)
+        return NULL;
+    size_t off = p->top;
+    p->top += nb;
+    return p->base + off;
+}
+
+static void gpool_free(gpool *p, void *ptr, size_t nb) {
+    nb = (nb + 63) & ~(size_t)63;
+    size_t off = (size_t)((uint8_t *)ptr - p->base);
+    if (off + nb == p->top) {
+        p->top = off;
+        if (p->nfr && p->fr[p->nfr - 1].off + p->fr[p->nfr - 1].len == p->top)
+            p->top = p->fr[--p->nfr].off;
+        return;
+    }
+    int i = 0;
+    while (i < p->nfr && p->fr[i].off < off)
+        i++;
+    int prev = i > 0 && p->fr[i - 1].off + p->fr[i - 1].len == off;
+    int next = i < p->nfr && off + nb == p->fr[i].off;
+    if (prev && next) {
+        p->fr[i - 1].len += nb + p->fr[i].len;
+        memmove(p->fr + i, p->fr + i + 1, (size_t)(p->nfr - i - 1) * sizeof *p->fr);
+        p->nfr--;
+    } else if (prev) {
+        p->fr[i - 1].len += nb;
+    } else if (next) {
+        p->fr[i].off = off;
+        p->fr[i].len += nb;
+    } else {
+        if (p->nfr == p->capfr) {
+            int cap = p->capfr ? 2 * p->capfr : 64;
+            gspan *nf = realloc(p->fr, (size_t)cap * sizeof *nf);
+            if (!nf)
+                return; /* the range is lost until the pool is freed */
+            p->fr = nf;
+            p->capfr = cap;
+        }
+        memmove(p->fr + i + 1, p->fr + i, (size_t)(p->nfr - i) * sizeof *p->fr);
+        p->fr[i] = (gspan){off, nb};
+        p->nfr++;
+    }
+}
+
+static void gpool_destroy(gpool *p) {
+    if (p->base)
+        munmap(p->base, p->cap);
+    free(p->fr);
+    memset(p, 0, sizeof *p);
+}
+
 struct kn_tape {
     node *nodes;
     int n, cap;
+    gpool own;
+    gpool *pool; /* &own, or the pool of the tape a checkpoint's recomputation runs under */
 };
 
 kn_tape *kn_tape_new(void) {
     kn_tape *t = calloc(1, sizeof *t);
     if (!t)
         kn_fail(KN_ERR_NOMEM, "tape: out of memory");
+    else
+        t->pool = &t->own;
     return t;
 }
 
 void kn_tape_free(kn_tape *t) {
     if (t) {
         free(t->nodes);
+        gpool_destroy(&t->own);
         free(t);
     }
 }
@@ -275,6 +371,8 @@ void kn_tape_clear(kn_tape *t) { t->n = 0; }
 enum { GOWN_LEAF, GOWN_NODE, GOWN_HEAP };
 
 static size_t heap_live, heap_peak; /* KN_TAPE_STATS: bytes of heap gradients (diagnostic only) */
+static size_t moved_bytes;          /* KN_TAPE_STATS: bytes scope compaction moved */
+static double moved_s;              /* and the seconds it took */
 
 static node *record(kn_ctx *c, op_kind op, kn_var *out) {
     if (!c->tape || !out || !out->requires_grad)
@@ -312,7 +410,7 @@ static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
     if (!v->g.data) {
         if (v->gown == GOWN_NODE) {
             size_t nb = (size_t)kn_tensor_numel(&v->v) * sizeof(float);
-            float *d = kn_aligned_alloc(nb);
+            float *d = gpool_alloc(c->tape->pool, nb);
             if (!d) {
                 kn_ctx_failf(c, KN_ERR_NOMEM, "backward: cannot allocate a gradient of %zu bytes", nb);
                 return NULL;
@@ -334,10 +432,10 @@ static kn_tensor *grad_of(kn_ctx *c, kn_var *v) {
     return &v->g;
 }
 
-static void grad_release(kn_var *v) {
+static void grad_release(kn_ctx *c, kn_var *v) {
     if (v && v->gown == GOWN_HEAP) {
         heap_live -= kn_tensor_nbytes(&v->g);
-        kn_aligned_free(v->g.data);
+        gpool_free(c->tape->pool, v->g.data, kn_tensor_nbytes(&v->g));
         v->g.data = NULL;
         v->gown = GOWN_NODE;
     }
@@ -521,6 +619,7 @@ static kn_status backward_node(kn_ctx *c, node *n) {
         kn_tape *sub = kn_tape_new();
         if (!sub)
             return KN_ERR_NOMEM;
+        sub->pool = c->tape->pool; /* its gradients come and go within this call */
         kn_ctx sc;
         kn_ctx_init(&sc, c->A, sub);
         sc.frames = (int)n->l0; /* the frames of the forward call, not of the caller's context now */
@@ -666,7 +765,7 @@ static const node *recomputable(const kn_tape *t, const kn_var *v) {
  * some node's backward, or never inside a scope). To stderr. */
 static void tape_stats(kn_ctx *c, const kn_var *root) {
     enum { NK = (int)(sizeof op_names / sizeof op_names[0]) };
-    double made[NK] = {0}, held[NK] = {0};
+    double made[NK] = {0}, held[NK] = {0}, unread[NK] = {0};
     int cnt[NK] = {0};
     kn_tape *t = c->tape;
     for (int i = 0; i < t->n; i++) {
@@ -677,8 +776,16 @@ static void tape_stats(kn_ctx *c, const kn_var *root) {
         double nb = (double)kn_tensor_nbytes(&o->v);
         made[n->op] += nb;
         cnt[n->op]++;
-        if (o->v.data)
+        if (o->v.data) {
             held[n->op] += nb;
+            int read = o == root;
+            for (int j = i + 1; j < t->n && !read; j++)
+                for (int k = 0; k < 4; k++)
+                    if (t->nodes[j].in[k] && t->nodes[j].in[k]->v.data == o->v.data && node_reads(&t->nodes[j], k))
+                        read = 1;
+            if (!read)
+                unread[n->op] += nb;
+        }
     }
     double tm = 0, th = 0;
     fprintf(stderr, "tape: %d nodes, arena %.1f MiB used at backward start (peak %.1f MiB), root %p\n", t->n,
@@ -686,8 +793,8 @@ static void tape_stats(kn_ctx *c, const kn_var *root) {
     for (int k = 0; k < NK; k++) {
         if (!cnt[k])
             continue;
-        fprintf(stderr, "  %-15s %5d outputs %9.1f MiB, held %9.1f MiB\n", op_names[k], cnt[k], made[k] / 1048576.0,
-                held[k] / 1048576.0);
+        fprintf(stderr, "  %-15s %5d outputs %9.1f MiB, held %9.1f MiB (%.1f MiB read by no backward)\n", op_names[k],
+                cnt[k], made[k] / 1048576.0, held[k] / 1048576.0, unread[k] / 1048576.0);
         tm += made[k];
         th += held[k];
     }
@@ -728,15 +835,15 @@ kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
         if (st == KN_OK)
             st = backward_node(c, n);
         if (n->out != out)
-            grad_release(n->out); /* consumed: nothing before node i reads it */
+            grad_release(c, n->out); /* consumed: nothing before node i reads it */
     }
     mat_release(c, &mc);
     if (getenv("KN_TAPE_STATS"))
-        fprintf(stderr, "tape: backward done, arena peak %.1f MiB, heap gradients peak %.1f MiB\n",
-                kn_arena_peak(c->A) / 1048576.0, heap_peak / 1048576.0);
+        fprintf(stderr, "tape: backward done, arena peak %.1f MiB, heap gradients peak %.1f MiB, compaction moved %.1f MiB in %.3f s\n",
+                kn_arena_peak(c->A) / 1048576.0, heap_peak / 1048576.0, moved_bytes / 1048576.0, moved_s);
     if (st != KN_OK) {
         for (int j = 0; j <= i; j++)
-            grad_release(t->nodes[j].out);
+            grad_release(c, t->nodes[j].out);
         kn_ctx_fail(c, st);
     }
     return kn_ctx_status(c);
@@ -901,6 +1008,21 @@ static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out) {
         S.s[i].dst = dst;
         dst += ((size_t)(S.s[i].hi - S.s[i].lo) + 63) & ~(size_t)63;
     }
+    /* a small gap under much kept data is not worth the copy: leave it (an enclosing scope may
+     * still reclaim it); KN_TAPE_MOVE_RATIO overrides the ratio (0: always compact) */
+    size_t freed = (size_t)(S.hi - S.lo) - (size_t)(dst - S.lo), moved = 0;
+    for (int i = 0; i < S.n; i++)
+        if (S.s[i].dst != S.s[i].lo)
+            moved += (size_t)(S.s[i].hi - S.s[i].lo);
+    static int ratio = -1;
+    if (ratio < 0) {
+        const char *e = getenv("KN_TAPE_MOVE_RATIO");
+        ratio = e ? atoi(e) : 8;
+    }
+    if (freed == 0 || (ratio > 0 && moved > (size_t)ratio * freed)) {
+        free(S.s);
+        return out;
+    }
     /* rebase the data pointers inside the var structs (still at their old places), each var
      * once: collect them, sort, drop repeats */
     int nv = 0, capv = 1 + 5 * (t->n - first);
@@ -941,9 +1063,15 @@ static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out) {
     }
     kn_var *r = in_region(&S, out) ? span_map(&S, out) : out;
     /* move: ascending, every destination at or below its source */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < S.n; i++)
-        if (S.s[i].dst != S.s[i].lo)
+        if (S.s[i].dst != S.s[i].lo) {
             memmove(S.s[i].dst, S.s[i].lo, (size_t)(S.s[i].hi - S.s[i].lo));
+            moved_bytes += (size_t)(S.s[i].hi - S.s[i].lo);
+        }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    moved_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     kn_arena_reset(c->A, mark + (size_t)(dst - S.lo));
     free(S.s);
     return r;
