@@ -240,3 +240,30 @@ KT_TEST(geglu_vector_and_scalar_paths_agree_bitwise_at_1_and_3_threads) {
         free(x); free(dy); free(y1); free(y3); free(dx1); free(dx3);
     }
 }
+
+/* The vectorised backward kernels (GELU, SiLU) equal kn_act_df bitwise element by element, and the
+ * split over 1 or 3 threads (which moves the vector/scalar-tail boundaries) changes no bit. */
+KT_TEST(activation_backward_vector_paths_bitwise_scalar_and_threads) {
+    enum { N = 10007 };
+    float *x = malloc(N * 4), *dy = malloc(N * 4), *d1 = malloc(N * 4), *d3 = malloc(N * 4);
+    kn_randn_fill(x, N, 31, 0);
+    kn_randn_fill(dy, N, 32, 0);
+    for (int i = 0; i < N; i++) x[i] *= 4.0f;
+    int64_t n = N;
+    kn_tensor X = kn_tensor_view(KN_F32, 1, &n, x), DY = kn_tensor_view(KN_F32, 1, &n, dy);
+    kn_tensor D1 = kn_tensor_view(KN_F32, 1, &n, d1), D3 = kn_tensor_view(KN_F32, 1, &n, d3);
+    const kn_act acts[2] = {KN_ACT_GELU, KN_ACT_SILU};
+    for (int a = 0; a < 2; a++) {
+        for (int i = 0; i < N; i++) d1[i] = d3[i] = 0.5f;
+        int prev = kn_set_threads(1);
+        KT_OK(kn_activation_backward(acts[a], &X, &DY, &D1));
+        kn_set_threads(3);
+        KT_OK(kn_activation_backward(acts[a], &X, &DY, &D3));
+        kn_set_threads(prev);
+        KT_CHECKF(memcmp(d1, d3, N * 4) == 0, "act %d backward differs at 3 threads", (int)acts[a]);
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += d1[i] != fmaf(dy[i], kn_act_df(acts[a], x[i]), 0.5f);
+        KT_CHECKF(bad == 0, "act %d backward: %d elements differ from dy * kn_act_df + dx", (int)acts[a], bad);
+    }
+    free(x); free(dy); free(d1); free(d3);
+}

@@ -134,6 +134,13 @@ static inline __m512 sig_v(__m512 x, float k, int mul_x) {
     __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp_v(_mm512_sub_ps(_mm512_setzero_ps(), kx))));
     return mul_x ? _mm512_mul_ps(x, s) : s;
 }
+
+/* silu'(x) = s (1 + x (1 - s)), s = sigmoid(x) */
+static inline __m512 silu_dv(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 s = sig_v(x, 1.0f, 0);
+    return _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one));
+}
 #endif
 
 float kn_act_f(kn_act act, float x) {
@@ -158,7 +165,7 @@ float kn_act_df(kn_act act, float x) {
     case KN_ACT_IDENTITY: return 1.0f;
     case KN_ACT_SILU: {
         float s = sigmoidf_(x);
-        return s * (1.0f + x * (1.0f - s));
+        return s * fmaf(x, 1.0f - s, 1.0f); /* as silu_dv, bit for bit */
     }
     case KN_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
     case KN_ACT_GELU: return gelu_df(x);
@@ -250,6 +257,20 @@ static void act_bwd_task(int ith, int nth, void *p) {
                                                      _mm512_loadu_ps(dx + b)));
 #endif
         for (int64_t i = b; i < e; i++) dx[i] = fmaf(dy[i], gelu_df(x[i]), dx[i]);
+        return;
+    }
+    if (c->act == KN_ACT_SILU) {
+        const float *x = c->x, *dy = c->dy;
+        float *dx = c->y;
+#if defined(__AVX512F__)
+        for (; b + 16 <= e; b += 16)
+            _mm512_storeu_ps(dx + b, _mm512_fmadd_ps(_mm512_loadu_ps(dy + b), silu_dv(_mm512_loadu_ps(x + b)),
+                                                     _mm512_loadu_ps(dx + b)));
+#endif
+        for (int64_t i = b; i < e; i++) {
+            float s = sigmoidf_(x[i]);
+            dx[i] = fmaf(dy[i], s * fmaf(x[i], 1.0f - s, 1.0f), dx[i]);
+        }
         return;
     }
     for (int64_t i = b; i < e; i++) c->y[i] += c->dy[i] * kn_act_df(c->act, c->x[i]);
