@@ -549,30 +549,61 @@ KT_TEST(attention_short_sequences_match_definition_and_threads) {
             KT_CHECKF(memcmp(ob[0], ob[t], (size_t)(s.B * s.Lq * OW) * 4) == 0 &&
                           memcmp(lse[0], lse[t], (size_t)(s.B * s.H * s.Lq) * 4) == 0,
                       "case %zu: differs at %d threads", ci, t + 1);
+        /* backward (the fused one-block path when Lq <= 64) at 1 and 3 threads, contiguous inputs */
+        float *g = frand(s.B * s.Lq * Cv, 500 + ci), *gr[2][3];
+        kn_tensor cq = t3(q, s.B, s.Lq, C), ck = t3(k, s.B, s.Lk, C), cv = t3(v, s.B, s.Lk, Cv), co = t3(oc, s.B, s.Lq, Cv);
+        kn_tensor cg = t3(g, s.B, s.Lq, Cv);
+        KT_OK(kn_attention(NULL, &cq, &ck, &cv, (int)s.H, 0.3f, s.mask ? &tm : NULL, &co, lse[0]));
+        int64_t gn[3] = {s.B * s.Lq * C, s.B * s.Lk * C, s.B * s.Lk * Cv};
+        for (int t = 0; t < 2; t++) {
+            for (int x = 0; x < 3; x++) gr[t][x] = calloc((size_t)gn[x], 4);
+            kn_tensor tdq = t3(gr[t][0], s.B, s.Lq, C), tdk = t3(gr[t][1], s.B, s.Lk, C), tdv = t3(gr[t][2], s.B, s.Lk, Cv);
+            kn_set_threads(t ? 3 : 1);
+            KT_OK(kn_attention_backward(&cq, &ck, &cv, (int)s.H, 0.3f, s.mask ? &tm : NULL, &co, lse[0], &cg, &tdq, &tdk,
+                                        &tdv));
+        }
+        kn_set_threads(1);
+        for (int x = 0; x < 3; x++) {
+            KT_CHECKF(memcmp(gr[0][x], gr[1][x], (size_t)gn[x] * 4) == 0, "case %zu: gradient %d differs at 3 threads", ci, x);
+            free(gr[0][x]), free(gr[1][x]);
+        }
+        free(g);
         for (int t = 0; t < 3; t++) free(ob[t]), free(lse[t]);
         free(fused), free(q), free(k), free(v), free(m), free(o), free(l), free(oc);
     }
 }
 
-/* The short path (Lk = 128 keys, one block) gives the bits of the blocked online-softmax path: the
- * same keys plus 2 fully masked ones (Lk = 130, two blocks, the second adds exact zeros). */
+/* The short paths (Lk = 128 keys: one key block; backward with Lq <= 64 too: passes fused) give
+ * the bits of the blocked paths: the same keys plus 2 fully masked ones (Lk = 130, two key blocks;
+ * the second adds exact zeros). Lq = 70 (two query blocks) and 60 (one). */
 KT_TEST(attention_short_path_bitwise_equals_blocked_path) {
-    int64_t B = 2, Lq = 70, H = 2, D = 24, Dv = 40, C = H * D, Cv = H * Dv;
-    float *q = frand(B * Lq * C, 91), *k = frand(B * 130 * C, 92), *v = frand(B * 130 * Cv, 93);
-    float *m128 = make_mask(1, Lq, 128, 94, 5), *m130 = malloc((size_t)(Lq * 130) * 4);
-    for (int64_t i = 0; i < Lq; i++)
-        for (int64_t j = 0; j < 130; j++) m130[i * 130 + j] = j < 128 ? m128[i * 128 + j] : -INFINITY;
-    float *o1 = malloc((size_t)(B * Lq * Cv) * 4), *o2 = malloc((size_t)(B * Lq * Cv) * 4);
-    float *l1 = malloc((size_t)(B * H * Lq) * 4), *l2 = malloc((size_t)(B * H * Lq) * 4);
-    kn_tensor tq = t3(q, B, Lq, C), to1 = t3(o1, B, Lq, Cv), to2 = t3(o2, B, Lq, Cv);
-    kn_tensor tk1 = t3(k, B, 128, C), tv1 = t3(v, B, 128, Cv), tk2 = t3(k, B, 130, C), tv2 = t3(v, B, 130, Cv);
-    tk1.stride[0] = 130 * C, tv1.stride[0] = 130 * Cv; /* the first 128 keys of each batch */
-    int64_t s1[2] = {Lq, 128}, s2[2] = {Lq, 130};
-    kn_tensor tm1 = kn_tensor_view(KN_F32, 2, s1, m128), tm2 = kn_tensor_view(KN_F32, 2, s2, m130);
-    KT_OK(kn_attention(NULL, &tq, &tk1, &tv1, (int)H, 0.2f, &tm1, &to1, l1));
-    KT_OK(kn_attention(NULL, &tq, &tk2, &tv2, (int)H, 0.2f, &tm2, &to2, l2));
-    KT_CHECK(memcmp(o1, o2, (size_t)(B * Lq * Cv) * 4) == 0);
-    KT_CHECK(memcmp(l1, l2, (size_t)(B * H * Lq) * 4) == 0);
-    KT_CHECK(isinf(l1[5]) && o1[5 * Cv] == 0.0f); /* the fully masked query row 5 */
-    free(q), free(k), free(v), free(m128), free(m130), free(o1), free(o2), free(l1), free(l2);
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t B = 2, Lq = pass ? 60 : 70, H = 2, D = 24, Dv = 40, C = H * D, Cv = H * Dv;
+        float *q = frand(B * Lq * C, 91), *k = frand(B * 130 * C, 92), *v = frand(B * 130 * Cv, 93);
+        float *g = frand(B * Lq * Cv, 95);
+        float *m128 = make_mask(1, Lq, 128, 94, 5), *m130 = malloc((size_t)(Lq * 130) * 4);
+        for (int64_t i = 0; i < Lq; i++)
+            for (int64_t j = 0; j < 130; j++) m130[i * 130 + j] = j < 128 ? m128[i * 128 + j] : -INFINITY;
+        float *o[2], *l[2], *dq[2], *dk[2], *dv[2];
+        for (int r = 0; r < 2; r++) {
+            o[r] = malloc((size_t)(B * Lq * Cv) * 4), l[r] = malloc((size_t)(B * H * Lq) * 4);
+            dq[r] = calloc((size_t)(B * Lq * C), 4), dk[r] = calloc((size_t)(B * 130 * C), 4);
+            dv[r] = calloc((size_t)(B * 130 * Cv), 4);
+            int64_t Lk = r ? 130 : 128, ms[2] = {Lq, Lk};
+            kn_tensor tq = t3(q, B, Lq, C), to = t3(o[r], B, Lq, Cv), tg = t3(g, B, Lq, Cv), tdq = t3(dq[r], B, Lq, C);
+            kn_tensor tk = t3(k, B, Lk, C), tv = t3(v, B, Lk, Cv), tdk = t3(dk[r], B, Lk, C), tdv = t3(dv[r], B, Lk, Cv);
+            tk.stride[0] = tdk.stride[0] = 130 * C, tv.stride[0] = tdv.stride[0] = 130 * Cv; /* first Lk keys */
+            kn_tensor tm = kn_tensor_view(KN_F32, 2, ms, r ? m130 : m128);
+            KT_OK(kn_attention(NULL, &tq, &tk, &tv, (int)H, 0.2f, &tm, &to, l[r]));
+            KT_OK(kn_attention_backward(&tq, &tk, &tv, (int)H, 0.2f, &tm, &to, l[r], &tg, &tdq, &tdk, &tdv));
+        }
+        KT_CHECKF(memcmp(o[0], o[1], (size_t)(B * Lq * Cv) * 4) == 0, "Lq %lld: o", (long long)Lq);
+        KT_CHECKF(memcmp(l[0], l[1], (size_t)(B * H * Lq) * 4) == 0, "Lq %lld: lse", (long long)Lq);
+        KT_CHECKF(memcmp(dq[0], dq[1], (size_t)(B * Lq * C) * 4) == 0, "Lq %lld: dq", (long long)Lq);
+        KT_CHECKF(memcmp(dk[0], dk[1], (size_t)(B * 130 * C) * 4) == 0, "Lq %lld: dk", (long long)Lq);
+        KT_CHECKF(memcmp(dv[0], dv[1], (size_t)(B * 130 * Cv) * 4) == 0, "Lq %lld: dv", (long long)Lq);
+        KT_CHECK(isinf(l[0][5]) && o[0][5 * Cv] == 0.0f && dq[0][5 * C] == 0.0f); /* fully masked query 5 */
+        for (int r = 0; r < 2; r++) free(o[r]), free(l[r]), free(dq[r]), free(dk[r]), free(dv[r]);
+        free(q), free(k), free(v), free(g), free(m128), free(m130);
+    }
 }

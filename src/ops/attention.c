@@ -686,6 +686,61 @@ static void bwd_q_task(const bwd_ctx *c, int64_t t, float *ws) {
     unpack_t(dst, c->dqsl, dQt, ld, nq, d->D, lsev, 1);
 }
 
+/* One (b, h) whose queries and keys each fit one block (temporal attention): passes 1 and 2 fused,
+ * so S = K Qt and dPt = V dOt are computed once instead of twice. Every sum runs over the same
+ * terms in the same order as in bwd_kv_task and bwd_q_task (one query block, one key block), so
+ * the results are the same bits. */
+static void bwd_task_short(const bwd_ctx *c, int64_t bh, float *ws) {
+    const att_dims *d = &c->d;
+    int64_t b = bh / d->H, h = bh % d->H;
+    int64_t nq = d->Lq, nk = d->Lk, ld = round16(nq);
+    float *dK = ws;               /* (nk, D) */
+    float *dV = dK + KB * d->D;   /* (nk, Dv) */
+    float *Qt = dV + KB * d->Dv;  /* (D, ld) */
+    float *dOt = Qt + d->D * QB;  /* (Dv, ld) */
+    float *St = dOt + d->Dv * QB; /* (KB, ld) */
+    float *dPt = St + KB * QB;    /* (KB, ld) */
+    float *lsev = dPt + KB * QB, *Dvec = lsev + QB;
+    float *dQt = Dvec + QB;       /* (D, ld) */
+    const float *qp = c->q + b * d->qsb + h * d->D, *gp = c->dout + b * c->gsb + h * d->Dv;
+    const float *kp = c->k + b * d->ksb + h * d->D, *vp = c->v + b * d->vsb + h * d->Dv;
+    pack_t(Qt, ld, qp, d->qsl, nq, d->D, c->scale);
+    pack_t(dOt, ld, gp, c->gsl, nq, d->Dv, 1.0f);
+    tile_gemm(nk, ld, d->D, kp, d->ksl, 1, Qt, ld, St, ld, 0, NULL);
+    tile_gemm(nk, ld, d->Dv, vp, d->vsl, 1, dOt, ld, dPt, ld, 0, NULL);
+    bwd_scores(c, b, bh, 0, nq, ld, 0, nk, St, dPt, lsev, Dvec);
+    if (c->dv) {
+        tile_gemm(nk, d->Dv, nq, St, ld, 1, gp, c->gsl, dV, d->Dv, 0, NULL);
+        for (int64_t j = 0; j < nk; j++) {
+            float *dst = c->dv + b * c->dvsb + j * c->dvsl + h * d->Dv;
+            for (int64_t x = 0; x < d->Dv; x++)
+                dst[x] += dV[j * d->Dv + x];
+        }
+    }
+    if (c->dk) {
+        tile_gemm(nk, d->D, nq, dPt, ld, 1, qp, d->qsl, dK, d->D, 0, NULL);
+        for (int64_t j = 0; j < nk; j++) {
+            float *dst = c->dk + b * c->dksb + j * c->dksl + h * d->D;
+            for (int64_t x = 0; x < d->D; x++)
+                dst[x] += c->scale * dK[j * d->D + x];
+        }
+    }
+    if (c->dq) {
+        tile_gemm(d->D, ld, nk, kp, 1, d->ksl, dPt, ld, dQt, ld, 0, NULL);
+        for (int64_t i = 0; i < nq; i++)
+            lsev[i] = c->scale;
+        unpack_t(c->dq + b * c->dqsb + h * d->D, c->dqsl, dQt, ld, nq, d->D, lsev, 1);
+    }
+}
+
+static void bwd_short_worker(int ith, int nth, void *p) {
+    const bwd_ctx *c = p;
+    int64_t b, e;
+    kn_split_range(c->d.B * c->d.H, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++)
+        bwd_task_short(c, t, g_scratch[ith]);
+}
+
 /* D_i = sum_c dO[i][c] O[i][c] per head, one item per (b, i) row; double accumulation. */
 static void bwd_rowdot(int64_t r, void *p) {
     const bwd_ctx *c = p;
@@ -754,6 +809,10 @@ kn_status kn_attention_backward(const kn_tensor *q, const kn_tensor *k, const kn
     KN_TRY(shared_reserve(op, (size_t)(c.d.B * c.d.H * c.d.Lq)));
     c.Di = g_shared;
     kn_parallel_for(c.d.B * c.d.Lq, bwd_rowdot, &c);
+    if (c.nqb == 1 && c.nkb == 1) {
+        kn_parallel(bwd_short_worker, &c);
+        return KN_OK;
+    }
     if (c.dk || c.dv)
         kn_parallel(bwd_kv_worker, &c);
     if (c.dq)
