@@ -13,6 +13,7 @@
 #include "train/recipes.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,21 +27,27 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Everything a checkpoint holds: one state per model (the SR stages only in cascade recipes). */
-enum { K_VAE, K_UNET, K_TEXT, K_TSR, K_SSR, K_MAX };
-static const char *const stage_tags[K_MAX] = {"vae", "unet", "text", "tsr", "ssr"};
+/* Everything a checkpoint holds: one state per model (the SR stages only in cascade recipes; the
+ * CLIP stage's two states, the text encoder's contrastive optimiser and the video tower, only in
+ * recipes with a CLIP stage), in this order. A checkpoint of a recipe without the SR or CLIP
+ * stages holds the first three, as before those stages existed. */
+enum { K_VAE, K_UNET, K_TEXT, K_TSR, K_SSR, K_CLIP, K_CLIP_TOWER, K_MAX };
+static const char *const stage_tags[K_MAX] = {"vae", "unet", "text", "tsr", "ssr", "clip", "clip_tower"};
 
 typedef struct {
-    kn_stage_state *stage[K_MAX];
+    kn_stage_state *stage[K_MAX]; /* NULL: not in this recipe */
     kn_train_state ck[K_MAX];
-    int n; /* 3, or 5 with the SR stages */
     const char *path;
     char config[2560];
 } ckpt_ctx;
 
 static void ckpt_bind(ckpt_ctx *k, kn_params *P[K_MAX]) {
-    static const char *prefix[K_MAX] = {NULL, NULL, NULL, "tsr.", "ssr."};
-    for (int i = 0; i < k->n; i++) {
+    /* the CLIP stage's text-encoder state holds the text encoder's values a second time, under
+     * "clip.": entries are views of the same live memory, so both copies are always equal */
+    static const char *prefix[K_MAX] = {NULL, NULL, NULL, "tsr.", "ssr.", "clip.", NULL};
+    for (int i = 0; i < K_MAX; i++) {
+        if (!k->stage[i])
+            continue;
         kn_train_state *c = &k->ck[i];
         memset(c, 0, sizeof *c);
         c->P = P[i];
@@ -54,20 +61,25 @@ static void ckpt_bind(ckpt_ctx *k, kn_params *P[K_MAX]) {
 
 static kn_status ckpt_save(ckpt_ctx *k) {
     const kn_train_state *S[K_MAX];
-    for (int i = 0; i < k->n; i++) {
-        k->ck[i].step = k->stage[i]->step;
-        S[i] = &k->ck[i];
-    }
-    return kn_ckpt_save_many(k->path, S, k->n);
+    int n = 0;
+    for (int i = 0; i < K_MAX; i++)
+        if (k->stage[i]) {
+            k->ck[i].step = k->stage[i]->step;
+            S[n++] = &k->ck[i];
+        }
+    return kn_ckpt_save_many(k->path, S, n);
 }
 
 static kn_status ckpt_load(ckpt_ctx *k) {
     kn_train_state *S[K_MAX];
-    for (int i = 0; i < k->n; i++)
-        S[i] = &k->ck[i];
-    KN_TRY(kn_ckpt_load_many(k->path, S, k->n));
-    for (int i = 0; i < k->n; i++)
-        k->stage[i]->step = k->ck[i].step;
+    int n = 0;
+    for (int i = 0; i < K_MAX; i++)
+        if (k->stage[i])
+            S[n++] = &k->ck[i];
+    KN_TRY(kn_ckpt_load_many(k->path, S, n));
+    for (int i = 0; i < K_MAX; i++)
+        if (k->stage[i])
+            k->stage[i]->step = k->ck[i].step;
     return KN_OK;
 }
 
@@ -100,15 +112,17 @@ static int on_progress(const char *stage, int64_t step, int64_t steps, double lo
         int k = 0;
         while (k < K_MAX - 1 && strcmp(stage, stage_tags[k]))
             k++;
-        kn_stage_state *s = p->ck->stage[k];
+        /* the base's text-encoder state and the CLIP stage's tower share their stage's counter */
+        int k2 = k == K_UNET ? K_TEXT : k == K_CLIP ? K_CLIP_TOWER : -1;
+        kn_stage_state *s = p->ck->stage[k], *s2 = k2 >= 0 ? p->ck->stage[k2] : NULL;
         int64_t keep = s->step;
         s->step = step + 1;
-        if (k == K_UNET)
-            p->ck->stage[K_TEXT]->step = step + 1;
+        if (s2)
+            s2->step = step + 1;
         kn_status st = ckpt_save(p->ck);
         s->step = keep;
-        if (k == K_UNET)
-            p->ck->stage[K_TEXT]->step = keep;
+        if (s2)
+            s2->step = keep;
         if (st != KN_OK) {
             p->failed = 1;
             return 1;
@@ -144,8 +158,8 @@ static kn_status trim_log(const char *path, const ckpt_ctx *k) {
         long long step;
         int drop = 0;
         if (sscanf(line, "%31[^,],%lld,", stage, &step) == 2)
-            for (int i = 0; i < k->n; i++)
-                drop |= !strcmp(stage, stage_tags[i]) && step >= k->stage[i]->step;
+            for (int i = 0; i < K_MAX; i++)
+                drop |= k->stage[i] && !strcmp(stage, stage_tags[i]) && step >= k->stage[i]->step;
         if (drop)
             continue;
         fputs(line, o);
@@ -176,7 +190,8 @@ static void usage(FILE *f) {
                "  --config FILE      a JSON recipe: {\"base\": NAME, overrides...} (see src/io/recipe_config.h)\n"
                "  --out DIR          where the log (log.csv) and the model (DIR/model) go\n"
                "  --steps N          UNet steps (default: the recipe's); the other stages scale with it\n"
-               "  --until STAGE      stop after stage vae, base, tsr or ssr (a later run with --resume goes on)\n"
+               "  --until STAGE      stop after stage vae, clip, base, tsr or ssr (a later run with --resume goes\n"
+               "                     on); the stages run in that order, clip only in recipes that have it\n"
                "  --save-every K     write DIR/last.safetensors every K steps (default 50; also at the end of\n"
                "                     each stage and on SIGINT/SIGTERM)\n"
                "  --resume           continue from DIR/last.safetensors (same recipe and options)\n"
@@ -184,7 +199,8 @@ static void usage(FILE *f) {
                "                     diffusers folder): its vae, text_encoder, unet (tsr, ssr) weights by name;\n"
                "                     temporal layers it lacks keep their identity init; the VAE stage is\n"
                "                     skipped and its scaling factor kept (a folder with vae/ alone: a new\n"
-               "                     model on that trained autoencoder)\n"
+               "                     model on that trained autoencoder); so is the clip stage when the\n"
+               "                     folder holds a text_encoder\n"
                "  --bf16             matrix products in bf16 with f32 accumulation (AVX512-BF16); weights,\n"
                "                     gradients and optimiser state stay f32 (recipe key \"bf16\": true)\n"
                "  --freeze-spatial   train only the UNet's temporal layers; spatial weights and the text\n"
@@ -271,27 +287,39 @@ static int cmd_train(int argc, char **argv) {
         snprintf(recipe_id, sizeof recipe_id, "%s", rc.name);
     }
     int until = 3; /* the last stage run: 0 vae, 1 base, 2 tsr, 3 ssr */
+    int until_clip = 0; /* --until clip: stop after the CLIP stage */
     if (until_s) {
         static const char *const names[4] = {"vae", "base", "tsr", "ssr"};
         for (until = 0; until < 4 && strcmp(until_s, names[until]); until++)
             ;
-        if (until == 4)
-            return kn_cli_error("train: --until must be vae, base, tsr or ssr, not '%s'", until_s);
+        if (!strcmp(until_s, "clip")) {
+            if (!rc.has_clip)
+                return kn_cli_error("train: --until clip, but recipe %s has no clip stage", rc.name);
+            until_clip = 1;
+            until = 1;
+        } else if (until == 4) {
+            return kn_cli_error("train: --until must be vae, clip, base, tsr or ssr, not '%s'", until_s);
+        }
     }
-    kn_train_opts *so[4] = {&rc.vae_opts, &rc.unet_opts, &rc.tsr_opts, &rc.ssr_opts};
-    int nst = rc.has_tsr || rc.has_ssr ? 4 : 2;
+    kn_train_opts *so[5] = {&rc.vae_opts, &rc.unet_opts, &rc.tsr_opts, &rc.ssr_opts, &rc.clip_opts};
     if (steps > 0) {
         double f = (double)steps / rc.unet_opts.steps;
-        for (int i = 0; i < nst; i++) {
+        for (int i = 0; i < 5; i++) {
             kn_train_opts *o = so[i];
+            if ((i == 2 || i == 3) && !rc.has_tsr && !rc.has_ssr)
+                continue;
+            if (i == 4 && !rc.has_clip)
+                continue;
             o->steps = i == 1 ? steps : (int64_t)(o->steps * f) > 1 ? (int64_t)(o->steps * f) : 1;
             o->image_steps = (int64_t)(o->image_steps * f);
             if (o->warmup >= o->steps) o->warmup = o->steps / 10;
         }
     }
-    if (have_seed)
+    if (have_seed) {
         for (int i = 0; i < 4; i++)
             so[i]->seed = seed * 4 + 1 + (uint64_t)i;
+        rc.clip_opts.seed = (seed * 4 + 2) ^ 0xC11F5EEDULL; /* apart from every stage's seed of any --seed */
+    }
     if (batch > 0)
         rc.data.batch = (int)batch;
     if (export_only)
@@ -300,7 +328,7 @@ static int cmd_train(int argc, char **argv) {
     if (freeze_spatial)
         rc.unet_opts.freeze_spatial = 1;
     if (bf16)
-        rc.vae_opts.bf16 = rc.unet_opts.bf16 = rc.tsr_opts.bf16 = rc.ssr_opts.bf16 = 1;
+        rc.vae_opts.bf16 = rc.unet_opts.bf16 = rc.tsr_opts.bf16 = rc.ssr_opts.bf16 = rc.clip_opts.bf16 = 1;
     kn_dtype edt = KN_F32;
     if (!strcmp(export_dtype, "f16")) edt = KN_F16;
     else if (!strcmp(export_dtype, "bf16")) edt = KN_BF16;
@@ -308,7 +336,7 @@ static int cmd_train(int argc, char **argv) {
     int rank = 0, world = 1;
     if (kn_dist_init(NULL, NULL, &rank, &world) != KN_OK)
         return kn_cli_error("train: %s", kn_last_error());
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         so[i]->rank = rank;
         so[i]->world = world;
         if (world > 1)
@@ -332,11 +360,12 @@ static int cmd_train(int argc, char **argv) {
     kn_vae *vae = NULL;
     kn_clip_text *text = NULL;
     kn_unet3d *unet = NULL, *tsr = NULL, *ssr = NULL;
+    kn_clip_tower *tower = NULL;
     kn_tokenizer *tok = NULL;
     kn_arena *A = NULL;
     FILE *log = NULL;
-    kn_stage_state sv = {0}, su = {0}, st_ = {0}, stsr = {0}, sssr = {0};
-    int sv_ok = 0, su_ok = 0, st_ok = 0, stsr_ok = 0, sssr_ok = 0;
+    kn_stage_state sv = {0}, su = {0}, st_ = {0}, stsr = {0}, sssr = {0}, sclip = {0}, stower = {0};
+    int sv_ok = 0, su_ok = 0, st_ok = 0, stsr_ok = 0, sssr_ok = 0, sclip_ok = 0, stower_ok = 0;
     if (data_dir) {
         fsrc = kn_folder_source_open(data_dir, rc.data.size, rc.data.frames, rc.data.fps);
         if (!fsrc) {
@@ -362,7 +391,9 @@ static int cmd_train(int argc, char **argv) {
         tsr = kn_unet3d_new(&rc.tsr);
     if (unet && rc.has_ssr)
         ssr = kn_unet3d_new(&rc.ssr);
-    if (!unet || (rc.has_tsr && !tsr) || (rc.has_ssr && !ssr)) {
+    if (unet && rc.has_clip)
+        tower = kn_clip_tower_new(&rc.clip);
+    if (!unet || (rc.has_tsr && !tsr) || (rc.has_ssr && !ssr) || (rc.has_clip && !tower)) {
         kn_cli_error("%s", kn_last_error());
         goto done;
     }
@@ -379,6 +410,8 @@ static int cmd_train(int argc, char **argv) {
         kn_params_init_default(&ssr->P, rc.ssr_opts.seed);
         kn_unet3d_init_temporal_identity(ssr);
     }
+    if (tower)
+        kn_clip_tower_init(tower, rc.clip_opts.seed);
     /* --init: the folder's weights replace the fresh ones before any optimiser or EMA state is
      * made from them (the EMA starts as a copy of the loaded weights) */
     kn_init_report irep = {0};
@@ -433,13 +466,27 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     sssr_ok = ssr != NULL;
-    /* a cascade checkpoint holds 5 states; both SR stages come together (the recipes have both) */
-    ckpt_ctx ck = {{&sv, &su, &st_, &stsr, &sssr}, {{0}}, tsr && ssr ? K_MAX : 3, ckpath, ""};
+    /* the CLIP stage: the text encoder's contrastive optimiser state, and the tower's */
+    if (tower && kn_stage_state_init(&sclip, &text->P, &rc.clip_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    sclip_ok = tower != NULL;
+    if (tower && kn_stage_state_init(&stower, &tower->P, &rc.clip_opts) != KN_OK) {
+        kn_cli_error("%s", kn_last_error());
+        goto done;
+    }
+    stower_ok = tower != NULL;
+    /* a cascade checkpoint holds the SR states; both SR stages come together (the recipes have
+     * both) */
+    ckpt_ctx ck = {{&sv, &su, &st_, tsr && ssr ? &stsr : NULL, tsr && ssr ? &sssr : NULL, tower ? &sclip : NULL,
+                    tower ? &stower : NULL},
+                   {{0}}, ckpath, ""};
     if (!!tsr != !!ssr) {
         kn_cli_error("train: a cascade recipe needs both SR stages");
         goto done;
     }
-    char srcfg[160] = "", initcfg[2200] = "";
+    char srcfg[256] = "", initcfg[2200] = "";
     if (init_dir) { /* the folder as given, JSON-escaped: --resume must name the same one */
         size_t k = (size_t)snprintf(initcfg, sizeof initcfg, ", \"init\": \"");
         for (const char *q = init_dir; *q && k + 8 < sizeof initcfg; q++) {
@@ -457,6 +504,10 @@ static int cmd_train(int argc, char **argv) {
         snprintf(srcfg, sizeof srcfg, ", \"tsr_steps\": %lld, \"ssr_steps\": %lld, \"tsr_seed\": %llu, \"ssr_seed\": %llu",
                  (long long)rc.tsr_opts.steps, (long long)rc.ssr_opts.steps, (unsigned long long)rc.tsr_opts.seed,
                  (unsigned long long)rc.ssr_opts.seed);
+    if (tower)
+        snprintf(srcfg + strlen(srcfg), sizeof srcfg - strlen(srcfg),
+                 ", \"clip_steps\": %lld, \"clip_seed\": %llu, \"clip_batch\": %d", (long long)rc.clip_opts.steps,
+                 (unsigned long long)rc.clip_opts.seed, rc.clip_batch);
     snprintf(ck.config, sizeof ck.config,
              "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
              "\"batch\": %d, \"world\": %d%s%s%s}",
@@ -467,7 +518,11 @@ static int cmd_train(int argc, char **argv) {
      * says the same) */
     if (init_dir)
         sv.step = rc.vae_opts.steps;
-    kn_params *Ps[K_MAX] = {&vae->P, &unet->P, &text->P, tsr ? &tsr->P : NULL, ssr ? &ssr->P : NULL};
+    /* ... and so does the CLIP stage's when the folder holds a trained text encoder */
+    if (init_dir && tower && !irep.vae_only)
+        sclip.step = stower.step = rc.clip_opts.steps;
+    kn_params *Ps[K_MAX] = {&vae->P, &unet->P, &text->P, tsr ? &tsr->P : NULL, ssr ? &ssr->P : NULL, &text->P,
+                            tower ? &tower->P : NULL};
     ckpt_bind(&ck, Ps);
     snprintf(path, sizeof path, "%s/log.csv", out);
     if (resume) {
@@ -490,8 +545,10 @@ static int cmd_train(int argc, char **argv) {
             kn_cli_error("%s", kn_last_error());
             goto done;
         }
-        fprintf(stderr, "resumed from %s: vae step %lld, unet step %lld", ckpath, (long long)sv.step,
-                (long long)su.step);
+        fprintf(stderr, "resumed from %s: vae step %lld", ckpath, (long long)sv.step);
+        if (tower)
+            fprintf(stderr, ", clip step %lld", (long long)sclip.step);
+        fprintf(stderr, ", unet step %lld", (long long)su.step);
         if (tsr)
             fprintf(stderr, ", tsr step %lld, ssr step %lld", (long long)stsr.step, (long long)sssr.step);
         fputc('\n', stderr);
@@ -520,6 +577,7 @@ static int cmd_train(int argc, char **argv) {
         rc.unet_opts.steps = su.step;
         rc.tsr_opts.steps = stsr.step;
         rc.ssr_opts.steps = sssr.step;
+        rc.clip_opts.steps = sclip.step;
         until = su.step == 0 ? 0 : stsr.step == 0 ? 1 : sssr.step == 0 ? 2 : 3;
         if (sv.step == 0) {
             kn_cli_error("train: %s holds no trained VAE yet", ckpath);
@@ -542,6 +600,41 @@ static int cmd_train(int argc, char **argv) {
         ret = 0;
         goto done;
     }
+    tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
+    if (tower) {
+        /* the CLIP stage: the base stage's data, clip_batch clips per step */
+        kn_train_data cd = rc.data;
+        cd.batch = rc.clip_batch;
+        int ran = sclip.step < rc.clip_opts.steps;
+        progress_ctx pc = {log, now(), sclip.step, quiet, save_every, &ck, 0, rank};
+        if (kn_train_clip(text, tower, &sclip, &stower, &rc.clip_opts, &cd, tokenize_cb, &tc, A, on_progress, &pc) !=
+                KN_OK || pc.failed) {
+            kn_cli_error("%s", kn_last_error());
+            goto done;
+        }
+        if (kn_train_stop_requested()) {
+            fprintf(stderr, "stopped at clip step %lld; resume with --resume\n", (long long)sclip.step);
+            ret = 0;
+            goto done;
+        }
+        double acc = 0;
+        if (ran && rank == 0) {
+            if (kn_clip_retrieval(text, tower, &cd, rc.clip_opts.seed, rc.clip_held, tokenize_cb, &tc, A, &acc) !=
+                KN_OK) {
+                kn_cli_error("%s", kn_last_error());
+                goto done;
+            }
+            fprintf(stderr, "clip done: caption->clip top-1 retrieval on %d held clips %.1f%% (chance %.1f%%), logit "
+                    "scale %.2f\n", rc.clip_held, 100 * acc, 100.0 / rc.clip_held,
+                    exp((double)*(float *)tower->logit_scale->v.data));
+        }
+        if (until_clip) {
+            if (rank == 0)
+                fprintf(stderr, "stopped after the clip stage (--until clip); go on with --resume\n");
+            ret = 0;
+            goto done;
+        }
+    }
     float scale = irep.vae_scale;
     if (!init_dir && kn_vae_measure_scale(vae, &rc.data, rc.vae_opts.seed, 8, A, &scale) != KN_OK) {
         kn_cli_error("%s", kn_last_error());
@@ -550,7 +643,6 @@ static int cmd_train(int argc, char **argv) {
     vae->cfg.scaling_factor = scale;
     if (rank == 0)
         fprintf(stderr, "vae %s; latent scaling factor %.4f\n", init_dir ? "from --init" : "done", scale);
-    tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
     progress_ctx pu = {log, now(), su.step, quiet, save_every, &ck, 0, rank};
     if (kn_train_unet(unet, text, vae, &rc.sched, &su, &st_, &rc.unet_opts, &rc.data, tokenize_cb, &tc, A, on_progress,
                       &pu) != KN_OK || pu.failed) {
@@ -566,7 +658,7 @@ static int cmd_train(int argc, char **argv) {
      * the frozen text encoder of the SR stages */
     if (su.have_ema)
         kn_ema_copy_to(&su.ema, &unet->P);
-    if (st_.have_ema)
+    if (st_.have_ema && !rc.unet_opts.freeze_text && !rc.unet_opts.freeze_spatial) /* a frozen one never moved */
         kn_ema_copy_to(&st_.ema, &text->P);
     kn_unet3d *sr[2] = {tsr, ssr};
     kn_stage_state *ss[2] = {&stsr, &sssr};
@@ -615,6 +707,8 @@ done:
     if (st_ok) kn_stage_state_free(&st_);
     if (stsr_ok) kn_stage_state_free(&stsr);
     if (sssr_ok) kn_stage_state_free(&sssr);
+    if (sclip_ok) kn_stage_state_free(&sclip);
+    if (stower_ok) kn_stage_state_free(&stower);
     if (log) fclose(log);
     kn_arena_free(A);
     kn_vae_free(vae);
@@ -622,6 +716,7 @@ done:
     kn_unet3d_free(unet);
     kn_unet3d_free(tsr);
     kn_unet3d_free(ssr);
+    kn_clip_tower_free(tower);
     if (tok) kn_tokenizer_free(tok);
     if (fsrc) kn_folder_source_close(fsrc);
     kn_dist_finalize();

@@ -9,7 +9,8 @@ static const char *known[] = {"base", "size", "frames", "fps", "batch", "vae_cha
                               "text_width", "text_layers", "text_heads", "unet_channels", "unet_layers_per_block",
                               "unet_head_dim", "unet_groups", "unet_steps", "unet_lr", "objective", "min_snr_gamma",
                               "cond_dropout", "ema_decay", "freeze_spatial", "bf16", "image_steps", "image_batch", "text_pool",
-                              "unet_warmup", "tsr_steps", "ssr_steps", NULL};
+                              "unet_warmup", "tsr_steps", "ssr_steps", "clip", "clip_steps", "clip_lr", "clip_batch",
+                              "clip_embed", "clip_temperature", "clip_learn_temperature", "freeze_text", NULL};
 
 kn_status kn_recipe_load(const char *path, kn_recipe *r) {
     kn_config *c = kn_config_load(path);
@@ -94,6 +95,19 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         r->ssr_opts.steps = ss;
     }
     INT("image_batch", r->unet_opts.image_batch, 0, 4096);
+    {
+        int64_t cs = r->clip_opts.steps;
+        INT("clip_steps", cs, 0, 100000000);
+        r->clip_opts.steps = cs;
+    }
+    F64("clip_lr", r->clip_opts.lr, 1e-8, 1.0);
+    INT("clip_batch", r->clip_batch, 2, 4096);
+    INT("clip_embed", r->clip.embed_dim, 1, 4096);
+    {
+        double t = r->clip.init_temperature;
+        F64("clip_temperature", t, 1e-3, 10.0);
+        r->clip.init_temperature = (float)t;
+    }
     F64("unet_lr", r->unet_opts.lr, 1e-8, 1.0);
     F64("min_snr_gamma", r->unet_opts.min_snr_gamma, 0, 1e6);
     F64("cond_dropout", r->unet_opts.cond_dropout, 0, 1);
@@ -107,6 +121,14 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         int bf = 0;
         if ((st = kn_config_bool(c, "bf16", 0, &bf)) != KN_OK) goto done;
         r->vae_opts.bf16 = r->unet_opts.bf16 = r->tsr_opts.bf16 = r->ssr_opts.bf16 = bf;
+        int hc = 0, lt = 0, ft = 0;
+        if ((st = kn_config_bool(c, "clip", r->has_clip, &hc)) != KN_OK) goto done;
+        if ((st = kn_config_bool(c, "clip_learn_temperature", r->clip.learn_temperature, &lt)) != KN_OK) goto done;
+        /* the base freezes the text encoder when a CLIP stage trained it, unless the file says otherwise */
+        if ((st = kn_config_bool(c, "freeze_text", hc, &ft)) != KN_OK) goto done;
+        r->has_clip = hc;
+        r->clip.learn_temperature = lt;
+        r->unet_opts.freeze_text = ft;
         int tp = 0;
         if ((st = kn_config_bool(c, "text_pool", r->unet.text_pool, &tp)) != KN_OK) goto done;
         r->unet.text_pool = tp;
@@ -120,6 +142,11 @@ kn_status kn_recipe_load(const char *path, kn_recipe *r) {
         r->sched.prediction_type = r->unet_opts.objective;
     }
     if (r->unet_opts.lr_min > r->unet_opts.lr) r->unet_opts.lr_min = r->unet_opts.lr / 10;
+    if (r->clip_opts.lr_min > r->clip_opts.lr) r->clip_opts.lr_min = r->clip_opts.lr / 10;
+    if (r->clip_opts.warmup >= r->clip_opts.steps) r->clip_opts.warmup = r->clip_opts.steps / 10;
+    r->clip.frames = r->data.frames;
+    r->clip.text_dim = r->text.hidden_size;
+    if (r->clip.size > r->data.size) r->clip.size = r->data.size;
     if (r->vae_opts.lr_min > r->vae_opts.lr) r->vae_opts.lr_min = r->vae_opts.lr / 10;
     r->name = "config";
 done:

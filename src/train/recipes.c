@@ -40,6 +40,14 @@ static void smoke(kn_recipe *r) {
                                    .ema_decay = 0.99, .warmup = 10, .objective = KN_PRED_EPS, .min_snr_gamma = 5.0,
                                    .cond_dropout = 0.1, .seed = 2};
     r->sched = kn_sched_config_modelscope();
+    /* no CLIP stage here; its settings are the defaults a JSON recipe's "clip": true starts from */
+    r->has_clip = 0;
+    r->clip = (kn_clip_tower_config){.size = 32, .width = 32, .embed_dim = 64, .init_temperature = 0.07f,
+                                     .learn_temperature = 1};
+    r->clip_opts = (kn_train_opts){.steps = 600, .lr = 1e-3, .lr_min = 1e-4, .weight_decay = 0.05, .grad_clip = 1.0,
+                                   .warmup = 50, .seed = 5};
+    r->clip_batch = 64;
+    r->clip_held = 64;
 }
 
 /* tiny: a small single-stage latent text-to-video model at 32x32, 8 frames at 4 fps (two
@@ -106,6 +114,10 @@ static void cascade_common(kn_recipe *r) {
     r->unet_opts.steps = 1700;
     r->unet_opts.lr = 1e-3;
     r->unet_opts.lr_min = 1e-4;
+    /* the CLIP stage (Make-A-Video's CLIP, Imagen's T5: a text encoder trained beforehand and
+     * frozen): 600 steps of 64 clips at lr 1e-3, the text encoder frozen in the base */
+    r->has_clip = 1;
+    r->unet_opts.freeze_text = 1;
     r->has_tsr = r->has_ssr = 1;
     static const int tc[2] = {48, 96}, ta[2] = {1, 0};
     r->tsr = kn_unet3d_config_small(2, tc, ta, 16, 16, 64);
@@ -210,10 +222,17 @@ static void smoke_cascade(kn_recipe *r) {
     r->tsr_data = (kn_train_data){.size = 32, .frames = 8, .fps = 16, .batch = 2};
     r->ssr_data = (kn_train_data){.size = 64, .frames = 1, .fps = 16, .batch = 2};
     r->cascade.tsr_steps = r->cascade.ssr_steps = 4;
+    /* a tiny CLIP stage: 4 steps of 4 clips, a narrow tower on the 32 px clips */
+    r->unet_opts.freeze_text = 1;
+    r->clip.width = 8;
+    r->clip.embed_dim = 16;
+    r->clip_opts.steps = 4;
+    r->clip_opts.warmup = 1;
+    r->clip_batch = 4;
+    r->clip_held = 8;
 }
 
-kn_status kn_recipe_get(const char *name, kn_recipe *r) {
-    memset(r, 0, sizeof *r);
+static kn_status get(const char *name, kn_recipe *r) {
     if (!strcmp(name, "smoke")) {
         smoke(r);
         return KN_OK;
@@ -236,4 +255,12 @@ kn_status kn_recipe_get(const char *name, kn_recipe *r) {
     }
     return kn_fail(KN_ERR_ARG, "unknown recipe '%s' (known: smoke, tiny, smoke-cascade, shapes-mav, shapes-imagen)",
                    name);
+}
+
+kn_status kn_recipe_get(const char *name, kn_recipe *r) {
+    memset(r, 0, sizeof *r);
+    KN_TRY(get(name, r));
+    r->clip.frames = r->data.frames;
+    r->clip.text_dim = r->text.hidden_size;
+    return KN_OK;
 }
