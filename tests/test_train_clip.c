@@ -4,7 +4,7 @@
  * + `--resume` against a straight run. */
 #include "kt.h"
 
-#include "train/clip_train.h"
+#include "train/recipes.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -216,4 +216,49 @@ KT_TEST(train_clip_until_resume_equals_straight_run) {
     KT_CHECKF(rc == 0 && strstr(out, "\n3\n"), "rc %d: %s", rc, out);
     rc = kt_run(out, sizeof out, "%s train --recipe smoke --out '%s/s' --until clip", kt_bin(), d);
     KT_CHECKF(rc != 0 && strstr(out, "no clip stage"), "rc %d: %s", rc, out);
+}
+
+/* freeze_text: the base stage leaves the text encoder bitwise as it was (and trains the UNet);
+ * without it the text encoder moves */
+KT_TEST(train_unet_freeze_text_keeps_text_encoder) {
+    kn_arena *A = kn_arena_new((size_t)512 << 20);
+    KT_CHECK(A != NULL);
+    kn_recipe r;
+    KT_OK(kn_recipe_get("smoke", &r));
+    r.data.frames = 2;
+    r.data.batch = 1;
+    r.text.vocab_size = 256;
+    r.text.eos_token_id = 255;
+    for (int frozen = 1; frozen >= 0; frozen--) {
+        kn_vae *vae = kn_vae_new(&r.vae);
+        kn_clip_text *text = kn_clip_text_new(&r.text);
+        kn_unet3d *unet = kn_unet3d_new(&r.unet);
+        KT_CHECKF(vae && text && unet, "%s", kn_last_error());
+        kn_params_init_default(&vae->P, 1);
+        kn_params_init_default(&text->P, 2);
+        kn_params_init_default(&unet->P, 3);
+        kn_train_opts o = r.unet_opts;
+        o.steps = 2;
+        o.warmup = 1;
+        o.cond_dropout = 0;
+        o.freeze_text = frozen;
+        kn_stage_state su, st;
+        KT_OK(kn_stage_state_init(&su, &unet->P, &o));
+        KT_OK(kn_stage_state_init(&st, &text->P, &o));
+        float *t0 = malloc(text->P.numel * sizeof(float)), *u0 = malloc(unet->P.numel * sizeof(float));
+        memcpy(t0, text->P.block, text->P.numel * sizeof(float));
+        memcpy(u0, unet->P.block, unet->P.numel * sizeof(float));
+        KT_OK(kn_train_unet(unet, text, vae, &r.sched, &su, &st, &o, &r.data, kt_toy_tokenize, NULL, A, NULL, NULL));
+        KT_CHECK(su.step == 2);
+        KT_CHECK(memcmp(u0, unet->P.block, unet->P.numel * sizeof(float)) != 0);
+        KT_CHECKF((memcmp(t0, text->P.block, text->P.numel * sizeof(float)) == 0) == frozen, "freeze_text %d", frozen);
+        free(t0);
+        free(u0);
+        kn_stage_state_free(&su);
+        kn_stage_state_free(&st);
+        kn_vae_free(vae);
+        kn_clip_text_free(text);
+        kn_unet3d_free(unet);
+    }
+    kn_arena_free(A);
 }

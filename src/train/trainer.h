@@ -5,7 +5,9 @@
  *                 set afterwards to 1 / std of the latents, as Stable Diffusion's 0.18215 was);
  *   stage "unet": CLIP text encoder and UNet3D trained jointly on the frozen VAE's latents with the
  *                 diffusion loss (eps / v / x0 objective, uniform or min-SNR weighting) and
- *                 conditioning dropout for classifier-free guidance.
+ *                 conditioning dropout for classifier-free guidance; or the UNet alone on a text
+ *                 encoder pretrained by the CLIP stage (train/clip_train.h) and frozen
+ *                 (kn_train_opts.freeze_text, the cascade recipes).
  *
  * The trainer owns no files: captions are tokenised through a callback (the tokenizer lives in
  * io), and the caller saves checkpoints and exports the model folder. */
