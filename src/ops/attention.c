@@ -89,14 +89,15 @@ static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
  * rs (or NULL): row r of the result is multiplied by rs[r] as it is stored. */
 #ifdef __AVX512F__
 
-/* R rows x NV vectors of C in registers; the last vector is masked by tail. */
+/* R rows x NV vectors of C in registers (R <= 6, or R <= 8 when NV = 1: eight independent FMA
+ * chains keep both FMA pipes busy on a one-vector tile); the last vector is masked by tail. */
 static inline __attribute__((always_inline)) void micro(const int R, const int NV, int64_t kk, const float *A,
                                                         int64_t ars, int64_t aks, const float *B, int64_t ldb,
                                                         float *C, int64_t ldc, __mmask16 tail, int acc,
                                                         const float *rs) {
-    __m512 c[6][4];
-#pragma GCC unroll 6
-    for (int r = 0; r < 6; r++)
+    __m512 c[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             if (r < R && v < NV)
@@ -110,8 +111,8 @@ static inline __attribute__((always_inline)) void micro(const int R, const int N
         for (int v = 0; v < 4; v++)
             if (v < NV)
                 b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(tail, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
-#pragma GCC unroll 6
-        for (int r = 0; r < 6; r++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
             if (r < R) {
                 __m512 a = _mm512_set1_ps(ak[r * ars]);
 #pragma GCC unroll 4
@@ -121,8 +122,8 @@ static inline __attribute__((always_inline)) void micro(const int R, const int N
             }
         }
     }
-#pragma GCC unroll 6
-    for (int r = 0; r < 6; r++)
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             if (r < R && v < NV)
@@ -137,8 +138,9 @@ static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t 
         int NV = (int)((nc + 15) / 16);
         int rem = (int)(nc - 16 * (NV - 1));
         __mmask16 tail = (__mmask16)(rem == 16 ? 0xffff : (1u << rem) - 1);
-        for (int64_t r0 = 0; r0 < m; r0 += 6) {
-            int R = (int)KN_MIN(6, m - r0);
+        const int RB = NV == 1 ? 8 : 6;
+        for (int64_t r0 = 0; r0 < m; r0 += RB) {
+            int R = (int)KN_MIN(RB, m - r0);
             const float *a = A + r0 * ars;
             const float *b = B + c0;
             float *c = C + r0 * ldc + c0;
@@ -151,6 +153,7 @@ static void tile_gemm(int64_t m, int64_t n, int64_t kk, const float *A, int64_t 
                 KN_MK(4, 1) KN_MK(4, 2) KN_MK(4, 3) KN_MK(4, 4)
                 KN_MK(5, 1) KN_MK(5, 2) KN_MK(5, 3) KN_MK(5, 4)
                 KN_MK(6, 1) KN_MK(6, 2) KN_MK(6, 3) KN_MK(6, 4)
+                KN_MK(7, 1) KN_MK(8, 1)
             default: KN_ASSERT(0);
             }
 #undef KN_MK
@@ -499,6 +502,7 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
     float *l = m + QB, *alpha = l + QB;
 
     pack_t(Qt, ld, c->q + b * d->qsb + i0 * d->qsl + h * d->D, d->qsl, nq, d->D, c->scale);
+    memset(Ot, 0, (size_t)(d->Dv * ld) * sizeof(float));
     for (int64_t i = 0; i < ld; i++)
         m[i] = -INFINITY, l[i] = 0.0f;
     const float *mrow = NULL;
@@ -518,8 +522,8 @@ static void fwd_task(const fwd_ctx *c, int64_t t, float *ws) {
                 for (int64_t i = 0; i < ld; i++)
                     orow[i] *= alpha[i];
             }
-        /* Ot[c][i] += sum_j V[j][c] P[j][i] (the first block writes Ot: the same bits as 0 + ...) */
-        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, j0 > 0, NULL);
+        /* Ot[c][i] += sum_j V[j][c] P[j][i] */
+        tile_gemm(d->Dv, ld, nk, vb + j0 * d->vsl, 1, d->vsl, St, ld, Ot, ld, 1, NULL);
     }
     float *ob = c->o + b * c->osb + i0 * c->osl + h * d->Dv;
     for (int64_t i = 0; i < nq; i++) {
