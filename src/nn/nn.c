@@ -43,13 +43,21 @@ kn_status kn_ctx_failf(kn_ctx *c, kn_status st, const char *fmt, ...) {
     return c->status;
 }
 
-size_t kn_ctx_scope_begin(kn_ctx *c) { return kn_arena_mark(c->A); }
+static void side_push(kn_ctx *c, size_t mark);
+
+size_t kn_ctx_scope_begin(kn_ctx *c) {
+    size_t m = kn_arena_mark(c->A);
+    if (c->tape && !c->keep_all)
+        side_push(c, m);
+    return m;
+}
 
 static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out);
+static kn_var *side_release(kn_ctx *c, size_t mark, kn_var *out);
 
 kn_var *kn_ctx_scope_end(kn_ctx *c, size_t mark, kn_var *out) {
     if (c->tape && out && c->status == KN_OK)
-        return c->keep_all ? out : tape_compact(c, mark, out);
+        return c->keep_all ? out : tape_compact(c, mark, side_release(c, mark, out));
     if (c->tape || !out || c->status != KN_OK)
         return out;
     /* The var struct itself and its data both live in the arena after mark: move the data to
@@ -341,7 +349,13 @@ struct kn_tape {
     node *nodes;
     int n, cap;
     gpool own;
-    gpool *pool; /* &own, or the pool of the tape a checkpoint's recomputation runs under */
+    gpool *pool;        /* &own, or the pool of the tape a checkpoint's recomputation runs under */
+    /* Inside a scope, the outputs backward can recompute (norms, activations, GEGLU, their token
+     * permutes) take their data from this second arena, released at the scope's end: they
+     * leave no gap under the values the main arena keeps, so compaction has little to move. */
+    kn_arena *side_own, *side;
+    size_t sm[64][2];   /* open scopes: (main mark, side mark) */
+    int nsm;
 };
 
 kn_tape *kn_tape_new(void) {
@@ -357,11 +371,42 @@ void kn_tape_free(kn_tape *t) {
     if (t) {
         free(t->nodes);
         gpool_destroy(&t->own);
+        kn_arena_free(t->side_own);
         free(t);
     }
 }
 
-void kn_tape_clear(kn_tape *t) { t->n = 0; }
+void kn_tape_clear(kn_tape *t) {
+    t->n = 0;
+    t->nsm = 0;
+    if (t->side_own)
+        kn_arena_reset(t->side_own, 0);
+}
+
+static void side_push(kn_ctx *c, size_t mark) {
+    kn_tape *t = c->tape;
+    if (t->nsm < (int)(sizeof t->sm / sizeof t->sm[0])) {
+        t->sm[t->nsm][0] = mark;
+        t->sm[t->nsm][1] = t->side ? kn_arena_mark(t->side) : 0;
+        t->nsm++;
+    }
+}
+
+/* The arena for the data of a recomputable output: the side arena inside a training scope,
+ * else the context's. */
+static kn_arena *out_arena(kn_ctx *c, int recorded) {
+    kn_tape *t = c->tape;
+    if (!t || !recorded || c->keep_all || t->nsm == 0)
+        return c->A;
+    if (!t->side) {
+        size_t cap = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+        t->side_own = kn_arena_new(cap);
+        if (!t->side_own)
+            return c->A;
+        t->side = t->side_own;
+    }
+    return t->side;
+}
 
 /* kn_var.gown: 0 a leaf (its gradient, allocated from the arena, outlives backward: inputs the
  * caller reads); 1 the output of a tape node whose gradient has not been allocated; 2 that
@@ -620,9 +665,12 @@ static kn_status backward_node(kn_ctx *c, node *n) {
         if (!sub)
             return KN_ERR_NOMEM;
         sub->pool = c->tape->pool; /* its gradients come and go within this call */
+        sub->side = c->tape->side; /* likewise its recomputable values (given back below) */
+        size_t side_mark = sub->side ? kn_arena_mark(sub->side) : 0;
         kn_ctx sc;
         kn_ctx_init(&sc, c->A, sub);
         sc.frames = (int)n->l0; /* the frames of the forward call, not of the caller's context now */
+        sc.keep_all = c->keep_all;
         kn_var *w[4] = {NULL, NULL, NULL, NULL};
         for (int k = 0; k < n->nin; k++) {
             w[k] = kn_arena_alloc(c->A, sizeof(kn_var));
@@ -641,6 +689,8 @@ static kn_status backward_node(kn_ctx *c, node *n) {
             if (o->requires_grad)
                 st = kn_backward(&sc, o, 0.0f);
         }
+        if (sub->side && sub->side != sub->side_own)
+            kn_arena_reset(sub->side, side_mark);
         kn_tape_free(sub);
         kn_arena_reset(c->A, mark);
         return st;
@@ -839,8 +889,9 @@ kn_status kn_backward(kn_ctx *c, kn_var *out, float seed) {
     }
     mat_release(c, &mc);
     if (getenv("KN_TAPE_STATS"))
-        fprintf(stderr, "tape: backward done, arena peak %.1f MiB, heap gradients peak %.1f MiB, compaction moved %.1f MiB in %.3f s\n",
-                kn_arena_peak(c->A) / 1048576.0, heap_peak / 1048576.0, moved_bytes / 1048576.0, moved_s);
+        fprintf(stderr, "tape: backward done, arena peak %.1f MiB, heap gradients peak %.1f MiB, compaction moved %.1f MiB in %.3f s, side arena peak %.1f MiB\n",
+                kn_arena_peak(c->A) / 1048576.0, heap_peak / 1048576.0, moved_bytes / 1048576.0, moved_s,
+                t->side ? kn_arena_peak(t->side) / 1048576.0 : 0.0);
     if (st != KN_OK) {
         for (int j = 0; j <= i; j++)
             grad_release(c, t->nodes[j].out);
@@ -946,6 +997,47 @@ static int ptr_cmp(const void *a, const void *b) {
 static void rebase_var_data(const span_set *S, kn_var *v) {
     if (v && v->v.data && in_region(S, v->v.data))
         v->v.data = span_map(S, v->v.data);
+}
+
+/* Ends the scope's use of the side arena: the output's data, if it lives there, is copied to the
+ * main arena (it is the one value the caller goes on with); every var of the scope's nodes whose
+ * data lives in the released part becomes NULL (recomputed in backward); the side arena goes back
+ * to its mark. */
+static kn_var *side_release(kn_ctx *c, size_t mark, kn_var *out) {
+    kn_tape *t = c->tape;
+    while (t->nsm > 0 && t->sm[t->nsm - 1][0] > mark)
+        t->nsm--; /* scopes left without an end (error paths) */
+    if (t->nsm == 0 || t->sm[t->nsm - 1][0] != mark)
+        return out;
+    size_t smark = t->sm[--t->nsm][1];
+    if (!t->side || kn_arena_mark(t->side) <= smark)
+        return out;
+    const uint8_t *lo = kn_arena_ptr(t->side, smark), *hi = kn_arena_ptr(t->side, kn_arena_mark(t->side));
+#define IN_SIDE(p) ((const uint8_t *)(p) >= lo && (const uint8_t *)(p) < hi)
+    if (out->v.data && IN_SIDE(out->v.data)) {
+        size_t nb = kn_tensor_nbytes(&out->v);
+        void *d = kn_arena_alloc(c->A, nb);
+        if (!d) {
+            kn_ctx_fail(c, KN_ERR_NOMEM);
+            return out;
+        }
+        memcpy(d, out->v.data, nb);
+        out->v.data = d;
+    }
+    const uint8_t *mlo = kn_arena_ptr(c->A, mark), *mhi = kn_arena_ptr(c->A, kn_arena_mark(c->A));
+    for (int i = t->n - 1; i >= 0; i--) {
+        node *n = &t->nodes[i];
+        if ((const uint8_t *)n->out < mlo || (const uint8_t *)n->out >= mhi)
+            break;
+        for (int k = -1; k < 4; k++) {
+            kn_var *v = k < 0 ? n->out : n->in[k];
+            if (v && v->v.data && IN_SIDE(v->v.data))
+                v->v.data = NULL;
+        }
+    }
+#undef IN_SIDE
+    kn_arena_reset(t->side, smark);
+    return out;
 }
 
 static kn_var *tape_compact(kn_ctx *c, size_t mark, kn_var *out) {
@@ -1156,7 +1248,7 @@ kn_var *kn_v_group_norm(kn_ctx *c, kn_var *x, int groups, int64_t frames, float 
         if (!mean || !rstd)
             return finish(c, r, KN_ERR_NOMEM);
     }
-    kn_status st = kn_group_norm(c->A, &x->v, groups, frames, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL,
+    kn_status st = kn_group_norm(out_arena(c, c->tape && r->requires_grad), &x->v, groups, frames, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL,
                                  &r->v, mean, rstd);
     node *n = record(c, OP_GN, r);
     if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->i0 = groups; n->l0 = frames; n->f0 = eps; n->aux0 = mean; n->aux1 = rstd; }
@@ -1177,7 +1269,7 @@ kn_var *kn_v_layer_norm(kn_ctx *c, kn_var *x, float eps, kn_var *gamma, kn_var *
         if (!mean || !rstd)
             return finish(c, r, KN_ERR_NOMEM);
     }
-    kn_status st = kn_layer_norm(c->A, &x->v, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL, &r->v, mean, rstd);
+    kn_status st = kn_layer_norm(out_arena(c, c->tape && r->requires_grad), &x->v, eps, gamma ? &gamma->v : NULL, beta ? &beta->v : NULL, &r->v, mean, rstd);
     node *n = record(c, OP_LN, r);
     if (n) { n->in[0] = x; n->in[1] = gamma; n->in[2] = beta; n->f0 = eps; n->aux0 = mean; n->aux1 = rstd; }
     return finish(c, r, st);
@@ -1188,8 +1280,8 @@ kn_var *kn_v_act(kn_ctx *c, kn_act act, kn_var *x) {
     kn_var *r = var_alloc(c);
     if (!r)
         return NULL;
-    kn_status st = kn_activation(c->A, act, &x->v, &r->v);
     r->requires_grad = x->requires_grad;
+    kn_status st = kn_activation(out_arena(c, c->tape && r->requires_grad), act, &x->v, &r->v);
     node *n = record(c, OP_ACT, r);
     if (n) { n->in[0] = x; n->i0 = (int)act; }
     return finish(c, r, st);
@@ -1200,8 +1292,10 @@ kn_var *kn_v_geglu(kn_ctx *c, kn_var *x) {
     kn_var *r = var_alloc(c);
     if (!r)
         return NULL;
-    kn_status st = kn_geglu(c->A, &x->v, &r->v);
     r->requires_grad = x->requires_grad;
+    /* the main arena: only ff_out's output and the residual add come after it there, and the side
+     * arena's high-water mark (the widest GEGLU) would add to the footprint */
+    kn_status st = kn_geglu(c->A, &x->v, &r->v);
     node *n = record(c, OP_GEGLU, r);
     if (n) n->in[0] = x;
     return finish(c, r, st);
@@ -1299,9 +1393,13 @@ kn_var *kn_v_permute(kn_ctx *c, kn_var *x, const int *perm) {
     kn_status st = kn_tensor_permute(&x->v, perm, &pv);
     if (st != KN_OK)
         return finish(c, NULL, st);
-    kn_var *r = kn_var_new(c, pv.ndim, pv.shape);
+    /* tokens of a recomputable value (backward copies them again): the side arena in a scope */
+    int side = c->tape && x->requires_grad && recomputable(c->tape, x);
+    kn_var *r = side ? var_alloc(c) : kn_var_new(c, pv.ndim, pv.shape);
     if (!r)
         return NULL;
+    if (side && (st = kn_tensor_alloc(out_arena(c, 1), &r->v, KN_F32, pv.ndim, pv.shape)) != KN_OK)
+        return finish(c, NULL, st);
     st = kn_tensor_copy(&r->v, &pv);
     r->requires_grad = x->requires_grad;
     node *n = record(c, OP_PERMUTE, r);
