@@ -361,6 +361,7 @@ static int cmd_train(int argc, char **argv) {
     kn_clip_text *text = NULL;
     kn_unet3d *unet = NULL, *tsr = NULL, *ssr = NULL;
     kn_clip_tower *tower = NULL;
+    int no_clip = 0; /* a checkpoint from before the recipe's CLIP stage: skip it */
     kn_tokenizer *tok = NULL;
     kn_arena *A = NULL;
     FILE *log = NULL;
@@ -504,6 +505,14 @@ static int cmd_train(int argc, char **argv) {
         snprintf(srcfg, sizeof srcfg, ", \"tsr_steps\": %lld, \"ssr_steps\": %lld, \"tsr_seed\": %llu, \"ssr_seed\": %llu",
                  (long long)rc.tsr_opts.steps, (long long)rc.ssr_opts.steps, (unsigned long long)rc.tsr_opts.seed,
                  (unsigned long long)rc.ssr_opts.seed);
+    /* the config as it was before the recipe had a CLIP stage: a run begun then resumes without it */
+    char legacy[sizeof ck.config];
+    snprintf(legacy, sizeof legacy,
+             "{\"recipe\": \"%s\", \"vae_steps\": %lld, \"unet_steps\": %lld, \"vae_seed\": %llu, \"unet_seed\": %llu, "
+             "\"batch\": %d, \"world\": %d%s%s%s}",
+             recipe_id, (long long)rc.vae_opts.steps, (long long)rc.unet_opts.steps,
+             (unsigned long long)rc.vae_opts.seed, (unsigned long long)rc.unet_opts.seed, rc.data.batch, world,
+             data_dir ? ", \"data\": \"folder\"" : "", srcfg, initcfg);
     if (tower)
         snprintf(srcfg + strlen(srcfg), sizeof srcfg - strlen(srcfg),
                  ", \"clip_steps\": %lld, \"clip_seed\": %llu, \"clip_batch\": %d", (long long)rc.clip_opts.steps,
@@ -534,6 +543,16 @@ static int cmd_train(int argc, char **argv) {
         if (rank == 0)
             kn_ckpt_remove_stale_tmp(ckpath);
         char *cfg = kn_ckpt_read_config(ckpath);
+        if (cfg && tower && strcmp(cfg, ck.config) && !strcmp(cfg, legacy)) {
+            /* begun before this recipe had a CLIP stage: go on as it began, the text encoder trained
+             * jointly with the base and no clip states in the checkpoint */
+            fprintf(stderr, "%s predates the clip stage: resuming without it (text encoder trained with the base)\n",
+                    ckpath);
+            ck.stage[K_CLIP] = ck.stage[K_CLIP_TOWER] = NULL;
+            snprintf(ck.config, sizeof ck.config, "%s", legacy);
+            rc.unet_opts.freeze_text = 0;
+            no_clip = 1;
+        }
         if (!cfg || strcmp(cfg, ck.config)) {
             kn_cli_error("train: %s was written by another recipe or options (%s); resume with the same ones",
                          ckpath, cfg ? cfg : kn_last_error());
@@ -546,7 +565,7 @@ static int cmd_train(int argc, char **argv) {
             goto done;
         }
         fprintf(stderr, "resumed from %s: vae step %lld", ckpath, (long long)sv.step);
-        if (tower)
+        if (tower && !no_clip)
             fprintf(stderr, ", clip step %lld", (long long)sclip.step);
         fprintf(stderr, ", unet step %lld", (long long)su.step);
         if (tsr)
@@ -601,7 +620,7 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     tok_ctx tc = {tok, kn_tokenizer_eos(tok)};
-    if (tower) {
+    if (tower && !no_clip) {
         /* the CLIP stage: the base stage's data, clip_batch clips per step */
         kn_train_data cd = rc.data;
         cd.batch = rc.clip_batch;
