@@ -75,8 +75,9 @@ KT_TEST(tape_memory_same_gradients_lower_peak) {
     KT_CHECKF(memcmp(g0, g1, np * sizeof(float)) == 0, "parameter gradients differ by %g",
               kt_max_abs_diff(g0, g1, (int64_t)np));
     KT_CHECKF(memcmp(d0, d1, nx * sizeof(float)) == 0, "d/dx differs by %g", kt_max_abs_diff(d0, d1, (int64_t)nx));
-    /* measured: 19.5 MiB keeping every activation, 11.6 MiB compacted with recomputation */
-    KT_CHECKF(p1 * 10 < p0 * 7, "arena peak %zu compacted vs %zu keeping everything", p1, p0);
+    /* measured: 19.5 MiB keeping every activation, 11.2 MiB compacted with recomputation (and a
+     * 0.3 MiB side arena for the recomputable values inside scopes) */
+    KT_CHECKF(p1 * 20 < p0 * 13, "arena peak %zu compacted vs %zu keeping everything", p1, p0);
     KT_CHECKF(p1 < ((size_t)13 << 20), "arena peak %zu bytes (bound 13 MiB)", p1);
     free(g0);
     free(g1);
