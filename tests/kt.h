@@ -79,6 +79,9 @@ static inline kn_status kt_toy_tokenize(const char *text, int32_t *ids, int len,
 
 /* max |a-b| over n floats */
 double kt_max_abs_diff(const float *a, const float *b, int64_t n);
+/* The whole file, NUL-terminated (malloc'ed; free it), and its length in *len when len is not
+ * NULL; NULL when it cannot be read. */
+char *kt_slurp(const char *path, long *len);
 double kt_max_abs(const float *a, int64_t n);
 
 #endif

@@ -130,17 +130,6 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *s = calloc(1, 1 << 16);
-    if (s)
-        fread(s, 1, (1 << 16) - 1, f);
-    fclose(f);
-    return s;
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     KT_CHECKF(f != NULL, "cannot write %s", path);
@@ -156,7 +145,7 @@ KT_TEST(cascade_export_load_export_is_byte_identical) {
         return;
     char p[1200], q[1200];
     snprintf(p, sizeof p, "%s/model_index.json", d1);
-    char *mi = read_text(p);
+    char *mi = kt_slurp(p, NULL);
     KT_CHECKF(mi && strstr(mi, "\"tsr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") &&
                   strstr(mi, "\"ssr\":\t[\"diffusers\", \"UNet3DConditionModel\"]") && strstr(mi, "\"cascade\"") &&
                   strstr(mi, "\"noise_aug\":\t100") && strstr(mi, "\"same_noise\":\ttrue") &&
@@ -164,11 +153,11 @@ KT_TEST(cascade_export_load_export_is_byte_identical) {
               "model_index.json: %s", mi ? mi : "(missing)");
     free(mi);
     snprintf(p, sizeof p, "%s/tsr/config.json", d1);
-    char *tc = read_text(p);
+    char *tc = kt_slurp(p, NULL);
     KT_CHECKF(tc && strstr(tc, "\"fps_cond\":\ttrue") && strstr(tc, "\"cond_channels\":\t5"), "%s", tc ? tc : "");
     free(tc);
     snprintf(p, sizeof p, "%s/ssr/config.json", d1);
-    char *sc = read_text(p);
+    char *sc = kt_slurp(p, NULL);
     KT_CHECKF(sc && strstr(sc, "\"noise_aug_cond\":\ttrue") && strstr(sc, "\"temporal_attention\":\tfalse"), "%s",
               sc ? sc : "");
     free(sc);
@@ -223,7 +212,7 @@ KT_TEST(cascade_plain_folder_loads_as_before) {
     snprintf(p, sizeof p, "%s/tsr", dir);
     KT_CHECK(file_size(p) < 0);
     snprintf(p, sizeof p, "%s/model_index.json", dir);
-    char *mi = read_text(p);
+    char *mi = kt_slurp(p, NULL);
     KT_CHECK(mi && !strstr(mi, "cascade") && !strstr(mi, "tsr") && strstr(mi, "\"frames\":\t16"));
     free(mi);
     kn_t2v_bundle b;
@@ -247,7 +236,7 @@ static void expect_load_error(const char *from, const char *to, const char *msg)
         return;
     char p[800];
     snprintf(p, sizeof p, "%s/model_index.json", dir);
-    char *mi = read_text(p);
+    char *mi = kt_slurp(p, NULL);
     char *at = mi ? strstr(mi, from) : NULL;
     KT_CHECKF(at != NULL, "'%s' not in model_index.json", from);
     if (!at) {
@@ -287,7 +276,7 @@ KT_TEST(cascade_malformed_entries_are_one_line_errors) {
         const char *dir = export_cascade("bad_aug", KN_F32);
         char p[800];
         snprintf(p, sizeof p, "%s/ssr/config.json", dir ? dir : "");
-        char *c = dir ? read_text(p) : NULL;
+        char *c = dir ? kt_slurp(p, NULL) : NULL;
         char *at = c ? strstr(c, "\"noise_aug_cond\":\ttrue") : NULL;
         KT_CHECK(at != NULL);
         if (at) {
@@ -437,7 +426,7 @@ KT_TEST(cascade_cli_spatial_only_cascade) {
     KT_OK(kn_export_t2v(dir, m.unet, m.vae, m.text, &m.sched, "models/default/tokenizer", "<|endoftext|>", &eo));
     free_models(&m);
     snprintf(p, sizeof p, "%s/model_index.json", dir);
-    char *mi = read_text(p);
+    char *mi = kt_slurp(p, NULL);
     KT_CHECK(mi && strstr(mi, "\"ssr\"") && !strstr(mi, "\"tsr\""));
     free(mi);
     int rc = kt_run(out, sizeof out, "%s generate -m '%s' x --steps 1 -g 1 --keep-stages '%s' -o '%s'", kt_bin(), dir,

@@ -16,26 +16,8 @@ static const char *const splits[3] = {"random", "heldout", "two"};
 static const char *const fields[] = {"clips", "objects", "sized_objects", "exact",  "colour", "shape",
                                      "size",  "motion",  "present",       "flicker", "area_cv"};
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static cJSON *load_json(const char *path) {
-    char *s = slurp(path);
+    char *s = kt_slurp(path, NULL);
     KT_CHECKF(s != NULL, "cannot read %s", path);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     KT_CHECKF(!s || j, "%s does not parse as JSON", path);
@@ -212,7 +194,7 @@ KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
             for (int k = 0; k < 2; k++) {
                 char p[900];
                 snprintf(p, sizeof p, "%s/%s_%d_%d.sheet.png", sv, splits[s], i, k);
-                char *png = slurp(p);
+                char *png = kt_slurp(p, NULL);
                 KT_CHECKF(png && !memcmp(png, "\x89PNG", 4), "%s missing or not a PNG", p);
                 free(png);
             }

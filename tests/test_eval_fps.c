@@ -15,28 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *slurp(const char *path, long *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = 0;
-    if (len)
-        *len = n;
-    fclose(f);
-    return s;
-}
-
 static cJSON *load_json(const char *path) {
-    char *s = slurp(path, NULL);
+    char *s = kt_slurp(path, NULL);
     KT_CHECKF(s != NULL, "cannot read %s", path);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     KT_CHECKF(!s || j, "%s does not parse as JSON", path);
@@ -245,7 +225,7 @@ KT_TEST(eval_fps_check_runs_the_base_alone_with_the_fps) {
     snprintf(p4, sizeof p4, "%s/fps4_0_0.sheet.png", sv);
     snprintf(p8, sizeof p8, "%s/fps8_0_0.sheet.png", sv);
     long n4 = 0, n8 = 0;
-    char *a = slurp(p4, &n4), *b = slurp(p8, &n8);
+    char *a = kt_slurp(p4, &n4), *b = kt_slurp(p8, &n8);
     KT_CHECKF(a && b && !memcmp(a, "\x89PNG", 4) && !memcmp(b, "\x89PNG", 4), "%s / %s missing", p4, p8);
     KT_CHECKF(a && b && (n4 != n8 || memcmp(a, b, (size_t)n4)), "4 and 8 fps gave the same clip");
     free(a);

@@ -10,19 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
 static const float *get(kn_safetensors *st, const char *name, int64_t *n) {
     kn_tensor t;
     if (kn_st_get(st, name, &t) != KN_OK || t.dtype != KN_F32) return NULL;
@@ -34,7 +21,7 @@ static const float *get(kn_safetensors *st, const char *name, int64_t *n) {
 static void run_case(const char *dir, const char *name) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    char *js = slurp(path);
+    char *js = kt_slurp(path, NULL);
     KT_CHECKF(js != NULL, "cannot read %s", path);
     if (!js) return;
     cJSON *o = cJSON_Parse(js);
@@ -114,7 +101,7 @@ KT_TEST(scheduler_matches_diffusers_traces) {
     char dir[1024], path[1100];
     snprintf(dir, sizeof dir, "%s/diffusers/schedulers", kt_fixtures());
     snprintf(path, sizeof path, "%s/index.json", dir);
-    char *js = slurp(path);
+    char *js = kt_slurp(path, NULL);
     KT_CHECKF(js != NULL, "cannot read %s", path);
     if (!js) return;
     cJSON *idx = cJSON_Parse(js);

@@ -8,28 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static cJSON *load_ref(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/diffusers/tokenizer/tokenizer_ref.json", kt_fixtures());
-    char *s = slurp(path);
+    char *s = kt_slurp(path, NULL);
     KT_CHECKF(s != NULL, "cannot read %s", path);
     if (!s)
         return NULL;
@@ -356,7 +338,7 @@ KT_TEST(tokenizer_cli) {
  * special tokens inside text) against dev/tokenizer_unicode_ref.py, a transcription of the
  * transformers code path run with Python 3.11's unicodedata. */
 KT_TEST(tokenizer_unicode_reference) {
-    char *s = slurp("tests/data/tokenizer_unicode.json");
+    char *s = kt_slurp("tests/data/tokenizer_unicode.json", NULL);
     KT_CHECKF(s != NULL, "cannot read tests/data/tokenizer_unicode.json (run from the repo root)");
     cJSON *ref = s ? cJSON_Parse(s) : NULL;
     free(s);
@@ -439,7 +421,7 @@ KT_TEST(tokenizer_thread_count_invariant) {
 KT_TEST(tokenizer_from_memory) {
     char path[1024];
     snprintf(path, sizeof path, "%s/clip/merges.txt", kt_fixtures());
-    char *m = slurp(path);
+    char *m = kt_slurp(path, NULL);
     KT_CHECKF(m != NULL, "cannot read %s", path);
     kn_tokenizer *a = load_clip(""), *b = m ? kn_tokenizer_from_memory(NULL, 0, m, strlen(m)) : NULL;
     KT_CHECKF(b != NULL, "from_memory: %s", kn_last_error());
