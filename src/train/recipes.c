@@ -109,9 +109,9 @@ static void cascade_common(kn_recipe *r) {
     r->unet.in_channels = r->unet.out_channels = 8;
     r->vae_opts.steps = 700;
     /* base: the pooled caption in the time embedding (both papers condition globally beside
-     * cross-attention); 1700 steps at lr 1e-3 (the first 1000 on single frames in shapes-mav) */
+     * cross-attention); lr 1e-3. Steps per design below (each base <= 45 min on 2 cores) */
     r->unet.text_pool = 1;
-    r->unet_opts.steps = 1700;
+    r->unet_opts.steps = 1500;
     r->unet_opts.lr = 1e-3;
     r->unet_opts.lr_min = 1e-4;
     /* the CLIP stage (Make-A-Video's CLIP, Imagen's T5: a text encoder trained beforehand and
@@ -154,7 +154,10 @@ static void shapes_mav(kn_recipe *r) {
     r->about = "Make-A-Video cascade: VAE, base (text-to-image, then inflated to video, fps-conditioned), frame "
                "interpolation x2 x2, spatial-only SR x2";
     r->unet.fps_cond = 1;
-    r->unet_opts.image_steps = 1000;
+    /* 500 text-to-image steps of 16 single frames (~0.8 s each), then 1000 video steps (~2.25 s):
+     * the second run's 700 video steps after 1000 image steps left the frames incoherent (each
+     * frame its own object: the temporal layers had barely moved from the identity) */
+    r->unet_opts.image_steps = 500;
     r->unet_opts.image_batch = 16;
     r->ssr.spatial_only = 1;
     /* the SR stages predict the clean latents (x0): their output is pinned down by the cond, and
@@ -177,6 +180,7 @@ static void shapes_imagen(kn_recipe *r) {
                "conditioning augmentation";
     r->data.nfps = 0;
     r->data.image_fraction = 0.25f;
+    r->unet_opts.steps = 1200; /* video steps throughout (~2.25 s): <= 45 min */
     r->unet_opts.objective = r->tsr_opts.objective = r->ssr_opts.objective = KN_PRED_V;
     r->tsr.temporal_attention = 0;
     r->ssr.temporal_attention = 0;
