@@ -82,6 +82,11 @@ double kt_max_abs_diff(const float *a, const float *b, int64_t n);
 /* The whole file, NUL-terminated (malloc'ed; free it), and its length in *len when len is not
  * NULL; NULL when it cannot be read. */
 char *kt_slurp(const char *path, long *len);
+/* A JSON file parsed with cJSON (free with cJSON_Delete); a test failure and NULL when it cannot
+ * be read or parsed. kt_json_num: o[k] as a number, NAN when absent or not a number. */
+struct cJSON;
+struct cJSON *kt_load_json(const char *path);
+double kt_json_num(const struct cJSON *o, const char *k);
 double kt_max_abs(const float *a, int64_t n);
 
 #endif

@@ -1,6 +1,8 @@
 /* main.c — the test runner: runs registered tests, prints "N passed, N failed". */
 #include "kt.h"
 
+#include <cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,20 @@ char *kt_slurp(const char *path, long *len) {
         *len = s ? n : 0;
     fclose(f);
     return s;
+}
+
+cJSON *kt_load_json(const char *path) {
+    char *s = kt_slurp(path, NULL);
+    KT_CHECKF(s != NULL, "cannot read %s", path);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    KT_CHECKF(!s || j, "%s does not parse as JSON", path);
+    free(s);
+    return j;
+}
+
+double kt_json_num(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
 double kt_max_abs_diff(const float *a, const float *b, int64_t n) {

@@ -16,20 +16,6 @@ static const char *const splits[3] = {"random", "heldout", "two"};
 static const char *const fields[] = {"clips", "objects", "sized_objects", "exact",  "colour", "shape",
                                      "size",  "motion",  "present",       "flicker", "area_cv"};
 
-static cJSON *load_json(const char *path) {
-    char *s = kt_slurp(path, NULL);
-    KT_CHECKF(s != NULL, "cannot read %s", path);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
-    KT_CHECKF(!s || j, "%s does not parse as JSON", path);
-    free(s);
-    return j;
-}
-
-static double num(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 /* every split object (and "overall") has every field: a number, or null for a mean over nothing */
 static void check_fields(const cJSON *j, int nsplits) {
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "splits");
@@ -66,20 +52,20 @@ KT_TEST(eval_reference_scores_exactly_right_on_every_split) {
                   "%s: %d clips, exact %.3f colour %.3f shape %.3f size %.3f motion %.3f", name, clips, exact, colour,
                   shape, size, motion);
     }
-    cJSON *j = load_json(js);
+    cJSON *j = kt_load_json(js);
     if (!j)
         return;
     check_fields(j, 3);
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "splits");
     for (int s = 0; s < 3; s++) {
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(sp, splits[s]);
-        KT_CHECKF(num(o, "exact") == 1.0 && num(o, "colour") == 1.0 && num(o, "shape") == 1.0 &&
-                      num(o, "motion") == 1.0 && num(o, "present") == 1.0,
+        KT_CHECKF(kt_json_num(o, "exact") == 1.0 && kt_json_num(o, "colour") == 1.0 && kt_json_num(o, "shape") == 1.0 &&
+                      kt_json_num(o, "motion") == 1.0 && kt_json_num(o, "present") == 1.0,
                   "split %s not exact in JSON", splits[s]);
-        KT_CHECK(num(o, "flicker") == 0.0);               /* a black background does not flicker */
-        KT_CHECK(num(o, "area_cv") >= 0 && num(o, "area_cv") < 0.02); /* rendered areas hold still */
+        KT_CHECK(kt_json_num(o, "flicker") == 0.0);               /* a black background does not flicker */
+        KT_CHECK(kt_json_num(o, "area_cv") >= 0 && kt_json_num(o, "area_cv") < 0.02); /* rendered areas hold still */
     }
-    KT_CHECK(num(cJSON_GetObjectItemCaseSensitive(j, "overall"), "clips") == 36);
+    KT_CHECK(kt_json_num(cJSON_GetObjectItemCaseSensitive(j, "overall"), "clips") == 36);
     const cJSON *clips = cJSON_GetObjectItemCaseSensitive(j, "clips");
     KT_CHECK(cJSON_GetArraySize(clips) == 36);
     const cJSON *c;
@@ -96,11 +82,11 @@ KT_TEST(eval_reference_numbers_equal_a_direct_tally) {
     int rc = kt_run(out, sizeof out, "%s eval --reference --n %d --size %d --frames %d --fps %d --caption-seed 11 "
                     "--json '%s' 2>&1 >/dev/null | tail -1", kt_bin(), N, SIZE, FRAMES, FPS, js);
     KT_CHECKF(rc == 0, "eval failed: %s", out);
-    cJSON *j = load_json(js);
+    cJSON *j = kt_load_json(js);
     if (!j)
         return;
-    KT_CHECK(num(j, "size") == SIZE && num(j, "frames") == FRAMES && num(j, "fps") == FPS &&
-             num(j, "caption_seed") == 11);
+    KT_CHECK(kt_json_num(j, "size") == SIZE && kt_json_num(j, "frames") == FRAMES && kt_json_num(j, "fps") == FPS &&
+             kt_json_num(j, "caption_seed") == 11);
     kn_shapes_render_params p = {SIZE, FRAMES, FPS};
     uint8_t *clip = malloc(kn_shapes_clip_bytes(&p));
     int all_exact = 0, all_clips = 0;
@@ -124,16 +110,16 @@ KT_TEST(eval_reference_numbers_equal_a_direct_tally) {
         }
         all_exact += exact, all_clips += N;
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "splits"), splits[s]);
-        KT_NEAR(num(o, "exact"), (double)exact / N, 1e-12);
-        KT_NEAR(num(o, "colour"), (double)colour / objects, 1e-12);
-        KT_NEAR(num(o, "shape"), (double)shape / objects, 1e-12);
-        KT_NEAR(num(o, "motion"), (double)motion / objects, 1e-12);
-        KT_NEAR(num(o, "size"), (double)size / sized, 1e-12);
-        KT_NEAR(num(o, "objects"), objects, 0);
-        KT_NEAR(num(o, "sized_objects"), sized, 0);
-        KT_NEAR(num(o, "flicker"), flick / N, 1e-9);
+        KT_NEAR(kt_json_num(o, "exact"), (double)exact / N, 1e-12);
+        KT_NEAR(kt_json_num(o, "colour"), (double)colour / objects, 1e-12);
+        KT_NEAR(kt_json_num(o, "shape"), (double)shape / objects, 1e-12);
+        KT_NEAR(kt_json_num(o, "motion"), (double)motion / objects, 1e-12);
+        KT_NEAR(kt_json_num(o, "size"), (double)size / sized, 1e-12);
+        KT_NEAR(kt_json_num(o, "objects"), objects, 0);
+        KT_NEAR(kt_json_num(o, "sized_objects"), sized, 0);
+        KT_NEAR(kt_json_num(o, "flicker"), flick / N, 1e-9);
     }
-    KT_NEAR(num(cJSON_GetObjectItemCaseSensitive(j, "overall"), "exact"), (double)all_exact / all_clips, 1e-12);
+    KT_NEAR(kt_json_num(cJSON_GetObjectItemCaseSensitive(j, "overall"), "exact"), (double)all_exact / all_clips, 1e-12);
     KT_CHECKF(all_exact < all_clips, "expected the scorer to miss some 32x32 clips (%d/%d exact)", all_exact, all_clips);
     free(clip);
     cJSON_Delete(j);
@@ -150,7 +136,7 @@ static const char *pipe_dir(void) {
 
 /* the JSON minus its timing, for byte comparison */
 static char *json_without_seconds(const char *path) {
-    cJSON *j = load_json(path);
+    cJSON *j = kt_load_json(path);
     if (!j)
         return NULL;
     cJSON_DeleteItemFromObjectCaseSensitive(j, "seconds");
@@ -169,21 +155,21 @@ KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
     int rc = kt_run(out, sizeof out, "%s eval -m '%s' %s --json '%s' --save-dir '%s' -t 2", kt_bin(), dir, common, js, sv);
     KT_CHECKF(rc == 0, "eval failed: %s", out);
     KT_CHECK(strstr(out, "overall") && strstr(out, "area_cv") && strstr(out, "heldout"));
-    cJSON *j = load_json(js);
+    cJSON *j = kt_load_json(js);
     if (j) {
         check_fields(j, 3);
         const cJSON *ov = cJSON_GetObjectItemCaseSensitive(j, "overall");
-        KT_CHECK(num(ov, "clips") == 12);          /* 3 splits x 2 captions x 2 seeds */
-        KT_CHECKF(num(ov, "exact") == 0.0, "random weights matched %.3f of captions", num(ov, "exact"));
-        KT_CHECK(num(ov, "shape") <= 0.2 && num(ov, "motion") <= 0.2);
-        KT_CHECK(num(ov, "flicker") > 5.0);         /* noise flickers */
-        KT_CHECK(num(j, "steps") == 2 && num(j, "guidance") == 9 && num(j, "seeds") == 2);
+        KT_CHECK(kt_json_num(ov, "clips") == 12);          /* 3 splits x 2 captions x 2 seeds */
+        KT_CHECKF(kt_json_num(ov, "exact") == 0.0, "random weights matched %.3f of captions", kt_json_num(ov, "exact"));
+        KT_CHECK(kt_json_num(ov, "shape") <= 0.2 && kt_json_num(ov, "motion") <= 0.2);
+        KT_CHECK(kt_json_num(ov, "flicker") > 5.0);         /* noise flickers */
+        KT_CHECK(kt_json_num(j, "steps") == 2 && kt_json_num(j, "guidance") == 9 && kt_json_num(j, "seeds") == 2);
         KT_CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "clips")) == 12);
         /* the renderer's bound for the same captions: 4 frames (0.5 s) are too short to show a
          * bounce, so it is below 1 here (eval_model_bound_equals_reference_run checks its value) */
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "splits");
         for (int s = 0; s < 3; s++) {
-            double b = num(cJSON_GetObjectItemCaseSensitive(sp, splits[s]), "reference_exact");
+            double b = kt_json_num(cJSON_GetObjectItemCaseSensitive(sp, splits[s]), "reference_exact");
             KT_CHECKF(b >= 0.5 && b <= 1.0, "split %s: reference_exact %g", splits[s], b);
         }
         cJSON_Delete(j);
@@ -220,10 +206,10 @@ KT_TEST(eval_model_bound_equals_reference_run) {
     KT_CHECK(strstr(out, "ref_exact") != NULL);
     rc = kt_run(out, sizeof out, "%s eval --reference %s --json '%s' 2>&1", kt_bin(), common, b);
     KT_CHECKF(rc == 0 && !strstr(out, "ref_exact"), "%s", out);
-    cJSON *ja = load_json(a), *jb = load_json(b);
+    cJSON *ja = kt_load_json(a), *jb = kt_load_json(b);
     if (ja && jb) {
-        double bound = num(cJSON_GetObjectItemCaseSensitive(ja, "overall"), "reference_exact");
-        double exact = num(cJSON_GetObjectItemCaseSensitive(jb, "overall"), "exact");
+        double bound = kt_json_num(cJSON_GetObjectItemCaseSensitive(ja, "overall"), "reference_exact");
+        double exact = kt_json_num(cJSON_GetObjectItemCaseSensitive(jb, "overall"), "exact");
         KT_NEAR(bound, exact, 1e-12);
         KT_NEAR(exact, 7.0 / 8.0, 1e-12);
         KT_CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(jb, "overall"),

@@ -15,20 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static cJSON *load_json(const char *path) {
-    char *s = kt_slurp(path, NULL);
-    KT_CHECKF(s != NULL, "cannot read %s", path);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
-    KT_CHECKF(!s || j, "%s does not parse as JSON", path);
-    free(s);
-    return j;
-}
-
-static double num(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 /* results.<src>[i] */
 static const cJSON *result_row(const cJSON *j, const char *src, int i) {
     return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "results"), src), i);
@@ -49,19 +35,19 @@ KT_TEST(eval_fps_check_renderer_moves_twice_as_far_at_half_the_rate) {
     char tmp[800];
     snprintf(tmp, sizeof tmp, "%s.tmp", js);
     KT_CHECKF(access(tmp, F_OK) != 0, "%s left behind", tmp);
-    cJSON *j = load_json(js);
+    cJSON *j = kt_load_json(js);
     if (!j)
         return;
-    KT_CHECK(num(j, "size") == SIZE && num(j, "frames") == FRAMES && num(j, "reference_fps") == 8 &&
-             num(j, "n") == N && cJSON_GetObjectItemCaseSensitive(result_row(j, "model", 0), "fps") == NULL);
+    KT_CHECK(kt_json_num(j, "size") == SIZE && kt_json_num(j, "frames") == FRAMES && kt_json_num(j, "reference_fps") == 8 &&
+             kt_json_num(j, "n") == N && cJSON_GetObjectItemCaseSensitive(result_row(j, "model", 0), "fps") == NULL);
     const cJSON *a = result_row(j, "renderer", 0), *b = result_row(j, "renderer", 1);
-    KT_CHECK(num(a, "fps") == 4 && num(b, "fps") == 8 && num(a, "found") == N && num(b, "found") == N);
-    KT_CHECKF(num(a, "ratio") >= 1.7 && num(a, "ratio") <= 2.3, "ratio %g", num(a, "ratio"));
-    KT_NEAR(num(a, "ratio"), qt, 1e-3);
-    KT_CHECK(num(b, "ratio") == 1.0 && num(a, "expected_ratio") == 2.0 && num(a, "motion") == 1.0);
+    KT_CHECK(kt_json_num(a, "fps") == 4 && kt_json_num(b, "fps") == 8 && kt_json_num(a, "found") == N && kt_json_num(b, "found") == N);
+    KT_CHECKF(kt_json_num(a, "ratio") >= 1.7 && kt_json_num(a, "ratio") <= 2.3, "ratio %g", kt_json_num(a, "ratio"));
+    KT_NEAR(kt_json_num(a, "ratio"), qt, 1e-3);
+    KT_CHECK(kt_json_num(b, "ratio") == 1.0 && kt_json_num(a, "expected_ratio") == 2.0 && kt_json_num(a, "motion") == 1.0);
     /* every clip found at both rates: the paired ratio is the same ratio over the same clips */
-    KT_CHECK(num(a, "paired_clips") == N && num(b, "paired_clips") == N);
-    KT_NEAR(num(a, "paired_ratio"), num(a, "ratio"), 1e-9);
+    KT_CHECK(kt_json_num(a, "paired_clips") == N && kt_json_num(b, "paired_clips") == N);
+    KT_NEAR(kt_json_num(a, "paired_ratio"), kt_json_num(a, "ratio"), 1e-9);
     /* the displacement is the renderer's true one: the mean over clips of the mean |truth
      * centroid step| (centroids in the clip's pixels), within 3 % */
     kn_shapes_caption caps[N];
@@ -80,10 +66,10 @@ KT_TEST(eval_fps_check_renderer_moves_twice_as_far_at_half_the_rate) {
                 s += hypot(tr->obj[0].cx[t + 1] - tr->obj[0].cx[t], tr->obj[0].cy[t + 1] - tr->obj[0].cy[t]);
             sum += s / (FRAMES - 1);
         }
-        KT_CHECKF(fabs(num(row[f], "disp") / (sum / N) - 1) < 0.03, "%d fps: measured %g px/frame, truth %g", fps[f],
-                  num(row[f], "disp"), sum / N);
-        KT_CHECKF(fabs(num(row[f], "speed") / (sum / N) - 1) < 0.03, "%d fps: fitted %g px/frame, truth %g", fps[f],
-                  num(row[f], "speed"), sum / N);
+        KT_CHECKF(fabs(kt_json_num(row[f], "disp") / (sum / N) - 1) < 0.03, "%d fps: measured %g px/frame, truth %g", fps[f],
+                  kt_json_num(row[f], "disp"), sum / N);
+        KT_CHECKF(fabs(kt_json_num(row[f], "speed") / (sum / N) - 1) < 0.03, "%d fps: fitted %g px/frame, truth %g", fps[f],
+                  kt_json_num(row[f], "speed"), sum / N);
     }
     free(tr);
     free(clip);
@@ -183,7 +169,7 @@ static const char *tiny_cascade(void) {
 }
 
 static char *json_without_seconds(const char *path) {
-    cJSON *j = load_json(path);
+    cJSON *j = kt_load_json(path);
     if (!j)
         return NULL;
     cJSON_DeleteItemFromObjectCaseSensitive(j, "seconds");
@@ -207,15 +193,15 @@ KT_TEST(eval_fps_check_runs_the_base_alone_with_the_fps) {
     KT_CHECKF(strstr(out, "model        4") && strstr(out, "model        8") && strstr(out, "renderer     4") &&
                   strstr(out, "ratio 4 vs 8 fps: model"),
               "%s", out);
-    cJSON *j = load_json(js);
+    cJSON *j = kt_load_json(js);
     if (j) {
         /* the base alone: 16 px and 8 frames, not the cascade's 16 px x 4 frames x 32 */
-        KT_CHECK(num(j, "size") == 16 && num(j, "frames") == 8 && num(j, "steps") == 2);
+        KT_CHECK(kt_json_num(j, "size") == 16 && kt_json_num(j, "frames") == 8 && kt_json_num(j, "steps") == 2);
         KT_CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "fps_cond")));
         for (int i = 0; i < 2; i++) {
             const cJSON *m = result_row(j, "model", i), *r = result_row(j, "renderer", i);
-            KT_CHECK(num(m, "fps") == 4 * (i + 1) && num(m, "clips") == 2 && num(r, "clips") == 2);
-            KT_CHECK(num(m, "found") >= 0 && num(m, "found") <= 2 && num(m, "paired_clips") <= num(m, "found"));
+            KT_CHECK(kt_json_num(m, "fps") == 4 * (i + 1) && kt_json_num(m, "clips") == 2 && kt_json_num(r, "clips") == 2);
+            KT_CHECK(kt_json_num(m, "found") >= 0 && kt_json_num(m, "found") <= 2 && kt_json_num(m, "paired_clips") <= kt_json_num(m, "found"));
         }
         KT_CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "clips")) == 8);
         cJSON_Delete(j);
