@@ -87,6 +87,9 @@ char *kt_slurp(const char *path, long *len);
 struct cJSON;
 struct cJSON *kt_load_json(const char *path);
 double kt_json_num(const struct cJSON *o, const char *k);
+/* The JSON file minus its top-level "seconds" (timing), printed unformatted for byte comparison
+ * (malloc'ed); NULL when it cannot be read. */
+char *kt_json_without_seconds(const char *path);
 double kt_max_abs(const float *a, int64_t n);
 
 #endif

@@ -5,6 +5,7 @@
  * `interpolate`, `extend` and `upscale` give the right shapes and rates; bad input fails cleanly
  * and leaves no output file. */
 #include "kt.h"
+#include "kt_models.h"
 
 #include "io/export.h"
 #include "io/t2v_load.h"
@@ -57,18 +58,8 @@ static int make_models(cascade_models *m) {
     s.fps_cond = 1; /* an ssr may be fps-conditioned too: the commands pass the clip's rate */
     s.temporal_attention = 0;
     s.sample_size = BASE_PX;
-    kn_vae_config vc = kn_vae_config_default();
-    vc.nblocks = 2;
-    vc.block_out_channels[0] = 8;
-    vc.block_out_channels[1] = 16;
-    vc.norm_num_groups = 4;
-    vc.layers_per_block = 1;
-    kn_clip_text_config cc = kn_clip_text_config_default();
-    cc.hidden_size = TXT;
-    cc.intermediate_size = 16;
-    cc.num_hidden_layers = 1;
-    cc.num_attention_heads = 2;
-    cc.max_position_embeddings = 16;
+    kn_vae_config vc = kt_tiny_vae_config();
+    kn_clip_text_config cc = kt_tiny_text_config(TXT);
     m->unet = kn_unet3d_new(&b);
     m->tsr = kn_unet3d_new(&t);
     m->ssr = kn_unet3d_new(&s);

@@ -134,17 +134,6 @@ static const char *pipe_dir(void) {
     return dir;
 }
 
-/* the JSON minus its timing, for byte comparison */
-static char *json_without_seconds(const char *path) {
-    cJSON *j = kt_load_json(path);
-    if (!j)
-        return NULL;
-    cJSON_DeleteItemFromObjectCaseSensitive(j, "seconds");
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return s;
-}
-
 KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
     const char *dir = pipe_dir();
     char out[16384], js[700], sv[700], js1[700];
@@ -187,7 +176,7 @@ KT_TEST(eval_fixture_pipeline_scores_noise_with_every_field) {
     /* the same numbers at one thread */
     rc = kt_run(out, sizeof out, "%s eval -m '%s' %s --json '%s' -t 1 2>&1", kt_bin(), dir, common, js1);
     KT_CHECKF(rc == 0, "eval -t 1 failed: %s", out);
-    char *a = json_without_seconds(js), *b = json_without_seconds(js1);
+    char *a = kt_json_without_seconds(js), *b = kt_json_without_seconds(js1);
     KT_CHECKF(a && b && !strcmp(a, b), "-t 1 and -t 2 give different results");
     free(a);
     free(b);
@@ -227,7 +216,7 @@ KT_TEST(eval_reference_same_for_any_thread_count) {
         int rc = kt_run(out, sizeof out, "%s eval --reference --split two --n 10 --size 48 --fps 16 -t %d --json '%s' 2>&1",
                         kt_bin(), t + 1, js[t]);
         KT_CHECKF(rc == 0, "%s", out);
-        txt[t] = json_without_seconds(js[t]);
+        txt[t] = kt_json_without_seconds(js[t]);
     }
     KT_CHECK(txt[0] && txt[1] && txt[2] && !strcmp(txt[0], txt[1]) && !strcmp(txt[0], txt[2]));
     for (int t = 0; t < 3; t++)

@@ -5,6 +5,7 @@
  * tiny fps-conditioned cascade is run as its base alone, at its recorded frames and size, and the
  * fps reaches it (same seed, another rate, another clip); bad lists are one-line errors, exit 2. */
 #include "kt.h"
+#include "kt_models.h"
 
 #include "io/export.h"
 #include "train/fps_check.h"
@@ -133,18 +134,8 @@ static const char *tiny_cascade(void) {
     b.fps_cond = 1;
     t = b;
     t.cond_channels = 5;
-    kn_vae_config vc = kn_vae_config_default();
-    vc.nblocks = 2;
-    vc.block_out_channels[0] = 8;
-    vc.block_out_channels[1] = 16;
-    vc.norm_num_groups = 4;
-    vc.layers_per_block = 1;
-    kn_clip_text_config cc = kn_clip_text_config_default();
-    cc.hidden_size = 8;
-    cc.intermediate_size = 16;
-    cc.num_hidden_layers = 1;
-    cc.num_attention_heads = 2;
-    cc.max_position_embeddings = 16;
+    kn_vae_config vc = kt_tiny_vae_config();
+    kn_clip_text_config cc = kt_tiny_text_config(8);
     kn_unet3d *unet = kn_unet3d_new(&b), *tsr = kn_unet3d_new(&t);
     kn_vae *vae = kn_vae_new(&vc);
     kn_clip_text *text = kn_clip_text_new(&cc);
@@ -166,16 +157,6 @@ static const char *tiny_cascade(void) {
     kn_vae_free(vae);
     kn_clip_text_free(text);
     return st == KN_OK ? dir : NULL;
-}
-
-static char *json_without_seconds(const char *path) {
-    cJSON *j = kt_load_json(path);
-    if (!j)
-        return NULL;
-    cJSON_DeleteItemFromObjectCaseSensitive(j, "seconds");
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return s;
 }
 
 KT_TEST(eval_fps_check_runs_the_base_alone_with_the_fps) {
@@ -219,7 +200,7 @@ KT_TEST(eval_fps_check_runs_the_base_alone_with_the_fps) {
     /* one thread: the same numbers */
     rc = kt_run(out, sizeof out, "%s eval -m '%s' %s --json '%s' -t 1 2>&1", kt_bin(), dir, common, js1);
     KT_CHECKF(rc == 0, "%s", out);
-    char *x = json_without_seconds(js), *y = json_without_seconds(js1);
+    char *x = kt_json_without_seconds(js), *y = kt_json_without_seconds(js1);
     KT_CHECKF(x && y && !strcmp(x, y), "-t 1 and -t 2 differ");
     free(x);
     free(y);

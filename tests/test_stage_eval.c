@@ -4,6 +4,7 @@
  * equals its own low-resolution rendering, PSNR of a known MSE, difference maps, tiling,
  * thread-count independence, and the one-line errors. */
 #include "kt.h"
+#include "kt_models.h"
 
 #include "ops/ops.h"
 #include "train/stage_eval.h"
@@ -245,18 +246,8 @@ const char *kt_stage_eval_model(int with_stages) {
     s.cond_channels = 4;
     s.noise_aug_cond = 1;
     s.temporal_attention = 0;
-    kn_vae_config vc = kn_vae_config_default();
-    vc.nblocks = 2;
-    vc.block_out_channels[0] = 8;
-    vc.block_out_channels[1] = 16;
-    vc.norm_num_groups = 4;
-    vc.layers_per_block = 1;
-    kn_clip_text_config cc = kn_clip_text_config_default();
-    cc.hidden_size = 8;
-    cc.intermediate_size = 16;
-    cc.num_hidden_layers = 1;
-    cc.num_attention_heads = 2;
-    cc.max_position_embeddings = 16;
+    kn_vae_config vc = kt_tiny_vae_config();
+    kn_clip_text_config cc = kt_tiny_text_config(8);
     kn_unet3d *u = kn_unet3d_new(&b), *tu = kn_unet3d_new(&t), *su = kn_unet3d_new(&s);
     kn_vae *vae = kn_vae_new(&vc);
     kn_clip_text *text = kn_clip_text_new(&cc);
